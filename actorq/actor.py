@@ -1,0 +1,121 @@
+"""The process-actor skeleton: what every actor process does the same way.
+
+- It dies with its parent (PR_SET_PDEATHSIG), so a SIGKILLed node or supervisor
+  never leaves orphans holding ports.
+- SIGTERM/SIGINT set flags and wake the actor's poll loop through a self-pipe
+  (signal.set_wakeup_fd), so a loop sleeping until its next timer reacts at once.
+- It reports readiness (and resolved endpoints) to its parent through an
+  inherited pipe, so nobody waits on a sleep or a guessed port.
+- Sockets get the options the design requires, in one place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+import zmq
+
+READY_FD_ENV = "ACTORQ_READY_FD"
+PARENT_PID_ENV = "ACTORQ_PARENT_PID"
+PR_SET_PDEATHSIG = 1
+SNDHWM = 100_000  # messages; every message is a batch, so this is rarely near
+LINGER_MS = 1000  # on close, how long queued frames may still go out
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL us when our parent dies; exit now if it already has."""
+    parent = int(os.environ.get(PARENT_PID_ENV, "0") or 0)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if parent and os.getppid() != parent:
+        os._exit(1)  # the parent died before prctl took effect
+
+
+class Signals:
+    """SIGTERM/SIGINT (stop) and SIGUSR1 (drain) as flags plus a pollable fd."""
+
+    def __init__(self, *, drain_signal: bool = False) -> None:
+        self.stop = False
+        self.drain = False
+        self.child_exited = False
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self.fd = r
+        self._w = w
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        if drain_signal:
+            signal.signal(signal.SIGUSR1, self._on_drain)
+
+    def watch_children(self) -> None:
+        signal.signal(signal.SIGCHLD, self._on_child)
+
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        self.stop = True
+
+    def _on_drain(self, signum: int, frame: Any) -> None:
+        self.drain = True
+
+    def _on_child(self, signum: int, frame: Any) -> None:
+        self.child_exited = True
+
+    def clear(self) -> None:
+        """Empty the wakeup pipe after the poller reported it readable."""
+        try:
+            while os.read(self.fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+
+def report_ready(info: dict[str, Any] | None = None) -> None:
+    """Tell the parent we are up (one JSON line on the inherited pipe), once."""
+    fd = os.environ.pop(READY_FD_ENV, None)
+    if fd is None:
+        return
+    try:
+        os.write(int(fd), (json.dumps(info or {}) + "\n").encode())
+        os.close(int(fd))
+    except OSError:
+        pass  # the parent is gone or stopped listening; nothing to tell
+
+
+def router(ctx: zmq.Context, endpoint: str, max_frame_bytes: int) -> zmq.Socket:
+    """A broker ROUTER: sends to vanished peers raise, reconnecting peers take over at once."""
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    sock.setsockopt(zmq.LINGER, LINGER_MS)
+    sock.setsockopt(zmq.SNDHWM, SNDHWM)
+    sock.setsockopt(zmq.RCVHWM, SNDHWM)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
+    sock.bind(endpoint)
+    return sock
+
+
+def dealer(ctx: zmq.Context, endpoint: str, identity: bytes) -> zmq.Socket:
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, identity)
+    sock.setsockopt(zmq.LINGER, LINGER_MS)
+    sock.setsockopt(zmq.SNDHWM, SNDHWM)
+    sock.setsockopt(zmq.RCVHWM, SNDHWM)
+    sock.setsockopt(zmq.RECONNECT_IVL, 100)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+    sock.connect(endpoint)
+    return sock
+
+
+def endpoint_of(sock: zmq.Socket) -> str:
+    """The resolved endpoint of a bound socket (the real port when bound to `*`)."""
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)

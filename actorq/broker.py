@@ -1,0 +1,172 @@
+"""The broker actor: the socket loop around BrokerState.
+
+One turn: poll (timeout = next timer) -> drain every readable socket (bounded) ->
+hand each message to the state -> tick timers -> dispatch -> flush one message
+per peer and kind. All logic lives in state.py; this file only moves frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import msgspec
+import zmq
+
+from . import actor
+from . import protocol as p
+from .config import BrokerConfig
+from .state import BrokerState, Outbox
+
+log = logging.getLogger(__name__)
+
+DRAIN_MAX = 2000  # frames read from one socket per turn, so one busy peer cannot starve the rest
+
+
+class Broker:
+    def __init__(self, cfg: BrokerConfig) -> None:
+        self.cfg = cfg
+        self.max_frame = cfg.max_payload_bytes + p.FRAME_OVERHEAD_BYTES
+        self.ctx = zmq.Context()
+        # MAXMSGSIZE drops a connection that sends more than this, as a last line of
+        # defence; frames under it but over the payload limit get a clear rejection.
+        self.clients = actor.router(self.ctx, cfg.bind, self.max_frame * 4)
+        self.workers = actor.router(self.ctx, cfg.worker_bind, self.max_frame * 4)
+        self.state = BrokerState(
+            now=time.monotonic(),
+            wall_offset=time.time() - time.monotonic(),
+            max_payload_bytes=cfg.max_payload_bytes,
+            heartbeat_interval_s=cfg.heartbeat_interval,
+            heartbeat_liveness=cfg.heartbeat_liveness,
+            result_ttl_s=cfg.result_ttl,
+        )
+        self.client_decoder = p.decoder(p.ClientToBroker)
+        self.worker_decoder = p.decoder(p.WorkerToBroker)
+        self.again = False
+
+    def endpoints(self) -> dict[str, str]:
+        return {"bind": actor.endpoint_of(self.clients),
+                "worker_bind": actor.endpoint_of(self.workers)}
+
+    def run(self, signals: actor.Signals) -> int:
+        state = self.state
+        poller = zmq.Poller()
+        poller.register(self.clients, zmq.POLLIN)
+        poller.register(self.workers, zmq.POLLIN)
+        poller.register(signals.fd, zmq.POLLIN)
+        log.info("broker %s listening: clients %s, workers %s", state.instance,
+                 *self.endpoints().values())
+        actor.report_ready(self.endpoints())
+        while not signals.stop:
+            now = time.monotonic()
+            timeout_ms = 0 if self.again else max(0.0, state.next_deadline() - now) * 1000
+            self.again = False
+            events = dict(poller.poll(timeout_ms))
+            now = time.monotonic()
+            if self.clients in events:
+                self._drain(self.clients, self.client_decoder, state.on_client, False, now)
+            if self.workers in events:
+                self._drain(self.workers, self.worker_decoder, state.on_worker, True, now)
+            if signals.fd in events:
+                signals.clear()
+                if signals.drain and not state.draining:
+                    log.info("draining: new submissions are refused")
+                    state.draining = True
+            state.tick(now)
+            state.dispatch(now)
+            self._flush(state.take_outbox())
+        self._stop()
+        return 0
+
+    def _drain(self, sock: zmq.Socket, decoder: msgspec.msgpack.Decoder, handle, from_worker: bool,
+               now: float) -> None:
+        state = self.state
+        max_frame = self.max_frame
+        for _ in range(DRAIN_MAX):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            peer = frames[0]
+            if len(frames) != 2:
+                state.bad_frame(peer, from_worker, f"expected 1 frame after the routing id, "
+                                f"got {len(frames) - 1}")
+                continue
+            data = frames[1]
+            if len(data) > max_frame:
+                state.bad_frame(peer, from_worker, f"frame of {len(data)} bytes is over the "
+                                f"{max_frame}-byte limit")
+                continue
+            try:
+                msg = decoder.decode(data)
+            except msgspec.DecodeError as exc:
+                state.bad_frame(peer, from_worker, f"undecodable message: {exc}")
+                continue
+            handle(peer, msg, now)
+        self.again = True  # more may be waiting; come straight back after this turn
+
+    def _send(self, sock: zmq.Socket, peer: bytes, msg: object) -> bool:
+        try:
+            sock.send_multipart((peer, p.encode(msg)), zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                if sock is self.workers:
+                    self.state.peer_unreachable(peer)
+                    self.again = True
+            elif exc.errno == zmq.EAGAIN:
+                log.warning("peer %r is not reading; dropped a %s", peer, type(msg).__name__)
+            else:
+                raise
+            return False
+
+    def _flush(self, out: Outbox) -> None:
+        if not out:
+            return
+        send, clients, workers = self._send, self.clients, self.workers
+        instance = self.state.instance
+        for peer, ids in out.accepted.items():
+            if ids:
+                send(clients, peer, p.Accepted(ids, instance))
+        for peer, items in out.rejected.items():
+            send(clients, peer, p.Rejected(items))
+        for peer, outcomes in out.outcomes.items():
+            send(clients, peer, p.Outcomes(outcomes))
+        for peer, msg in out.to_clients:
+            send(clients, peer, msg)
+        for peer, leases in out.dispatch.items():
+            send(workers, peer, p.Dispatch(leases))
+        for peer, msg in out.to_workers:
+            send(workers, peer, msg)
+
+    def _stop(self) -> None:
+        """Answer everything pending: clients waiting on tasks this broker will forget hear so."""
+        state = self.state
+        lost = 0
+        for task in state.tasks.values():
+            if task.watchers and task.state not in p.FINAL_STATES:
+                out = p.Outcome(task.id, "lost",
+                                error="the broker stopped and this in-memory task was lost")
+                for peer in task.watchers:
+                    state.outbox.outcomes.setdefault(peer, []).append(out)
+                lost += 1
+        self._flush(state.take_outbox())
+        s = state.stats(time.monotonic())
+        log.info("broker %s stopping: submitted=%d finished=%s queued=%d running=%d "
+                 "bad_frames=%d stale_results=%d lost_on_stop=%d", state.instance,
+                 s.submitted_total, s.finished_total, state.queued, s.running,
+                 s.bad_frames_total, s.stale_results_total, lost)
+        self.clients.close()
+        self.workers.close()
+        self.ctx.term()
+
+
+def main(cfg: BrokerConfig) -> int:
+    actor.die_with_parent()
+    signals = actor.Signals(drain_signal=True)
+    try:
+        broker = Broker(cfg)
+    except zmq.ZMQError as exc:
+        log.error("broker cannot bind %s / %s: %s", cfg.bind, cfg.worker_bind, exc)
+        return 3
+    return broker.run(signals)

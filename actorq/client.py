@@ -1,0 +1,530 @@
+"""Client and AsyncClient: submit tasks, wait for results, ask about tasks.
+
+Both drive a Session (session.py). Results are pushed by the broker when a task
+ends; nothing polls. Submissions are batched without the caller doing anything:
+the sync Client hands them to an I/O thread that sends whatever accumulated since
+it last woke as one message, and AsyncClient sends once per event-loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+import zmq
+
+from . import actor
+from . import protocol as p
+from .errors import BrokerUnavailable, ResultTimeout, TaskNotFound
+from .session import PING_INTERVAL_S, HandleBase, Request, Session
+
+DRAIN_MAX = 5000  # inbound frames handled per wake-up before sending again
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _info(task_id: str, reply: p.Infos) -> p.TaskInfo:
+    info = reply.items[0] if reply.items else None
+    if info is None:
+        raise TaskNotFound(task_id)
+    return info
+
+
+# ---- the synchronous client ------------------------------------------------------------
+
+
+class TaskHandle(HandleBase):
+    """A submitted task, as the synchronous Client returns it."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, task_id: str, client: Client) -> None:
+        super().__init__(task_id)
+        self._client = client
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the task to end and return its result.
+
+        Raises TaskFailed (with the remote `.error` and `.traceback`), TaskCancelled,
+        TaskExpired, SubmitRejected, BrokerUnavailable, or ResultTimeout (a
+        TimeoutError) when `timeout` seconds pass first.
+        """
+        self._client._wait_done([self], _deadline(timeout))
+        return self._value()
+
+    def status(self) -> p.TaskInfo:
+        return self._client.status(self.id)
+
+    def cancel(self) -> bool:
+        return self._client.cancel(self.id)
+
+
+class Client:
+    """A connection to a broker, safe to share between threads.
+
+    `Client("tcp://127.0.0.1:5555")` connects and waits up to `connect_timeout`
+    seconds for the broker to answer, raising BrokerUnavailable if it does not.
+    Use it as a context manager, or call close(): closing waits (up to
+    `close_timeout`) until every submission was acknowledged.
+    """
+
+    def __init__(self, address: str, *, connect_timeout: float = 10.0,
+                 request_timeout: float = 30.0) -> None:
+        self.address = address
+        self.request_timeout = request_timeout
+        self._session = Session(address)
+        self._cond = threading.Condition()
+        self._ctx = zmq.Context()
+        self._sock = actor.dealer(self._ctx, address, self._session.identity)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._wake_armed = False
+        self._closing = False
+        self._decoder = p.decoder(p.BrokerToClient)
+        self._thread = threading.Thread(target=self._io, name="actorq-client-io", daemon=True)
+        self._thread.start()
+        self._wake()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._session.instance is not None,
+                                       connect_timeout):
+                self._shutdown()
+                raise BrokerUnavailable(f"no broker answered at {address} within "
+                                        f"{connect_timeout:g} s")
+
+    # ---- I/O thread ------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if not self._wake_armed:
+            self._wake_armed = True
+            os.write(self._wake_w, b"x")
+
+    def _io(self) -> None:
+        session, sock, decoder = self._session, self._sock, self._decoder
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        pending: list[bytes] = []
+        while not self._closing:
+            poller.poll(PING_INTERVAL_S * 1000 if not pending else 10)
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
+            # Disarm before taking the outbox: a submit that lands after this
+            # point writes the pipe again, so nothing is left waiting.
+            self._wake_armed = False
+            now = time.monotonic()
+            got = False
+            for _ in range(DRAIN_MAX):
+                try:
+                    data = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    msg = decoder.decode(data)
+                except msgspec.DecodeError:
+                    continue  # never from a real broker; nothing to answer
+                session.on_message(msg, now)
+                got = True
+            session.check_silence(now)
+            pending.extend(session.take_messages(now))
+            while pending:
+                try:
+                    sock.send(pending[0], zmq.NOBLOCK)
+                except zmq.Again:
+                    break  # high-water mark: try again on the next turn
+                pending.pop(0)
+            if got or session.completed or session.answered:
+                session.completed.clear()
+                session.answered.clear()
+                with self._cond:
+                    self._cond.notify_all()
+
+    # ---- waiting ---------------------------------------------------------------------
+
+    def _wait_done(self, handles: Sequence[HandleBase], deadline: float | None) -> None:
+        with self._cond:
+            for h in handles:
+                while not h.done:
+                    if self._closing:
+                        raise BrokerUnavailable("the client is closed")
+                    left = _remaining(deadline)
+                    if left == 0.0:
+                        raise ResultTimeout(f"task {h.id} did not finish in time")
+                    self._cond.wait(left)
+
+    def _call(self, make: Any, timeout: float | None) -> Any:
+        _, slot = self._session.request(make)
+        self._wake()
+        deadline = _deadline(self.request_timeout if timeout is None else timeout)
+        with self._cond:
+            while slot.reply is None and slot.error is None:
+                left = _remaining(deadline)
+                if left == 0.0:
+                    raise ResultTimeout("the broker did not answer in time")
+                self._cond.wait(left)
+        if slot.error is not None:
+            raise slot.error
+        return slot.reply
+
+    # ---- public API ------------------------------------------------------------------
+
+    def submit(self, name: str, args: Sequence[Any] | None = (), kwargs: dict | None = None, *,
+               queue: str = "default", priority: int = 0) -> TaskHandle:
+        """Submit one task; returns its handle at once (the broker's ack comes later).
+
+        `name` is "module:function" of an @task function. Arguments must be
+        msgpack-encodable (TypeError otherwise, before anything is sent). Raises
+        SubmitRejected for a bad option or a payload over the broker's limit.
+        """
+        spec = self._session.build(name, args, kwargs, queue, priority)
+        handle = TaskHandle(spec.id, self)
+        self._session.add(spec, handle)
+        self._wake()
+        return handle
+
+    def submit_many(self, items: Iterable[tuple], *, queue: str = "default",
+                    priority: int = 0) -> list[TaskHandle]:
+        """Submit many `(name, args)` or `(name, args, kwargs)` tuples in batched messages.
+
+        Every item is validated and encoded before any is sent, so a bad item
+        raises without submitting the others.
+        """
+        specs = self._session.build_many(items, queue, priority)
+        handles = []
+        session = self._session
+        for spec in specs:
+            h = TaskHandle(spec.id, self)
+            session.add(spec, h)
+            handles.append(h)
+        self._wake()
+        return handles
+
+    def gather(self, handles: Sequence[TaskHandle], timeout: float | None = None,
+               return_exceptions: bool = False) -> list[Any]:
+        """Wait for all handles; results in the same order. Raises the first failure
+        unless `return_exceptions`, which puts exceptions in the list instead."""
+        self._wait_done(handles, _deadline(timeout))
+        out = []
+        for h in handles:
+            try:
+                out.append(h._value())
+            except Exception as exc:
+                if not return_exceptions:
+                    raise
+                out.append(exc)
+        return out
+
+    def handle(self, task_id: str) -> TaskHandle:
+        """A handle for a task submitted elsewhere; its result() waits as usual."""
+        h = TaskHandle(task_id, self)
+        self._session.watch(h)
+        self._wake()
+        return h
+
+    def status(self, task_id: str, timeout: float | None = None) -> p.TaskInfo:
+        """The task's TaskInfo (state, attempts, worker, timestamps, error).
+        Raises TaskNotFound for an id the broker does not hold."""
+        return _info(task_id, self._call(lambda req: p.Query(req, [task_id]), timeout))
+
+    def cancel(self, task_id: str, timeout: float | None = None) -> bool:
+        """Cancel a task that has not started: True if it is now cancelled."""
+        return self._call(lambda req: p.Cancel(req, [task_id]), timeout).cancelled[0]
+
+    def stats(self, timeout: float | None = None) -> p.Stats:
+        """A snapshot of the broker's counters."""
+        return self._call(lambda req: p.GetStats(req), timeout).stats
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until the broker has acknowledged (or rejected) every submission."""
+        deadline = _deadline(timeout)
+        self._wake()
+        while self._session.unacked:
+            left = _remaining(deadline)
+            if left == 0.0:
+                raise ResultTimeout(f"{len(self._session.unacked)} submission(s) not "
+                                    "acknowledged in time")
+            with self._cond:
+                self._cond.wait(min(0.05, left) if left is not None else 0.05)
+
+    def close(self, close_timeout: float = 5.0) -> None:
+        if self._closing:
+            return
+        try:
+            self.flush(close_timeout)
+        except (ResultTimeout, BrokerUnavailable):
+            pass
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._closing = True
+        os.write(self._wake_w, b"x")
+        self._thread.join(5)
+        with self._cond:
+            self._cond.notify_all()
+        self._sock.close(linger=0)
+        self._ctx.term()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---- the asyncio client ----------------------------------------------------------------
+
+
+class AsyncTaskHandle(HandleBase):
+    """A submitted task, as AsyncClient returns it."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, task_id: str, client: AsyncClient) -> None:
+        super().__init__(task_id)
+        self._client = client
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """As TaskHandle.result(), awaited."""
+        await self._client._wait_done([self], timeout)
+        return self._value()
+
+    async def status(self) -> p.TaskInfo:
+        return await self._client.status(self.id)
+
+    async def cancel(self) -> bool:
+        return await self._client.cancel(self.id)
+
+
+class AsyncClient:
+    """The Client's API as coroutines, for code already running an event loop.
+
+    `async with AsyncClient(address) as client:` connects (raising BrokerUnavailable
+    after `connect_timeout`) and closes on exit.
+    """
+
+    def __init__(self, address: str, *, connect_timeout: float = 10.0,
+                 request_timeout: float = 30.0) -> None:
+        self.address = address
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self._session = Session(address)
+        self._ctx: zmq.Context | None = None
+        self._sock: zmq.Socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_scheduled = False
+        self._pending: list[bytes] = []
+        self._decoder = p.decoder(p.BrokerToClient)
+        self._ticker: asyncio.Task[None] | None = None
+        self._connected: asyncio.Future[None] | None = None
+        self._closed = False
+
+    async def connect(self) -> AsyncClient:
+        loop = self._loop = asyncio.get_running_loop()
+        self._ctx = zmq.Context()
+        self._sock = actor.dealer(self._ctx, self.address, self._session.identity)
+        self._connected = loop.create_future()
+        loop.add_reader(self._sock.getsockopt(zmq.FD), self._on_readable)
+        self._ticker = loop.create_task(self._tick())
+        self._flush()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._connected), self.connect_timeout)
+        except TimeoutError:
+            await self.close()
+            raise BrokerUnavailable(f"no broker answered at {self.address} within "
+                                    f"{self.connect_timeout:g} s") from None
+        return self
+
+    async def __aenter__(self) -> AsyncClient:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---- I/O on the loop -------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._sock is None:
+            return
+        self._pending.extend(self._session.take_messages(time.monotonic()))
+        while self._pending:
+            try:
+                self._sock.send(self._pending[0], zmq.NOBLOCK)
+            except zmq.Again:
+                self._loop.call_later(0.01, self._schedule_flush)
+                break
+            self._pending.pop(0)
+        # Sending can swallow the edge of ZeroMQ's edge-triggered FD: look again.
+        if self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._loop.call_soon(self._on_readable)
+
+    def _on_readable(self) -> None:
+        sock, session, decoder = self._sock, self._session, self._decoder
+        if sock is None:
+            return
+        now = time.monotonic()
+        more = True
+        for _ in range(DRAIN_MAX):
+            try:
+                data = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                more = False
+                break
+            try:
+                session.on_message(decoder.decode(data), now)
+            except msgspec.DecodeError:
+                continue
+        self._resolve()
+        if more:
+            self._loop.call_soon(self._on_readable)
+
+    def _resolve(self) -> None:
+        session = self._session
+        if session.instance is not None and self._connected and not self._connected.done():
+            self._connected.set_result(None)
+        for h in session.completed:
+            if h._future is not None and not h._future.done():
+                h._future.set_result(None)
+        session.completed.clear()
+        for slot in session.answered:
+            if slot.future is not None and not slot.future.done():
+                slot.future.set_result(None)
+        session.answered.clear()
+        if session.control or session.outbox:
+            self._schedule_flush()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(PING_INTERVAL_S)
+            self._session.check_silence(time.monotonic())
+            self._resolve()
+            self._flush()
+
+    async def _wait_done(self, handles: Sequence[HandleBase], timeout: float | None) -> None:
+        deadline = _deadline(timeout)
+        for h in handles:
+            if h.done:
+                continue
+            if h._future is None:
+                h._future = self._loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(h._future), _remaining(deadline))
+            except TimeoutError:
+                raise ResultTimeout(f"task {h.id} did not finish in time") from None
+
+    async def _call(self, make: Any, timeout: float | None) -> Any:
+        _, slot = self._session.request(make)
+        slot.future = self._loop.create_future()
+        self._schedule_flush()
+        try:
+            await asyncio.wait_for(slot.future,
+                                   self.request_timeout if timeout is None else timeout)
+        except TimeoutError:
+            raise ResultTimeout("the broker did not answer in time") from None
+        if slot.error is not None:
+            raise slot.error
+        return slot.reply
+
+    # ---- public API ------------------------------------------------------------------
+
+    async def submit(self, name: str, args: Sequence[Any] | None = (),
+                     kwargs: dict | None = None, *, queue: str = "default",
+                     priority: int = 0) -> AsyncTaskHandle:
+        """As Client.submit()."""
+        spec = self._session.build(name, args, kwargs, queue, priority)
+        handle = AsyncTaskHandle(spec.id, self)
+        self._session.add(spec, handle)
+        self._schedule_flush()
+        return handle
+
+    async def submit_many(self, items: Iterable[tuple], *, queue: str = "default",
+                          priority: int = 0) -> list[AsyncTaskHandle]:
+        """As Client.submit_many()."""
+        specs = self._session.build_many(items, queue, priority)
+        handles = []
+        for spec in specs:
+            h = AsyncTaskHandle(spec.id, self)
+            self._session.add(spec, h)
+            handles.append(h)
+        self._schedule_flush()
+        return handles
+
+    async def gather(self, handles: Sequence[AsyncTaskHandle], timeout: float | None = None,
+                     return_exceptions: bool = False) -> list[Any]:
+        """As Client.gather()."""
+        await self._wait_done(handles, timeout)
+        out = []
+        for h in handles:
+            try:
+                out.append(h._value())
+            except Exception as exc:
+                if not return_exceptions:
+                    raise
+                out.append(exc)
+        return out
+
+    def handle(self, task_id: str) -> AsyncTaskHandle:
+        h = AsyncTaskHandle(task_id, self)
+        self._session.watch(h)
+        self._schedule_flush()
+        return h
+
+    async def status(self, task_id: str, timeout: float | None = None) -> p.TaskInfo:
+        return _info(task_id, await self._call(lambda req: p.Query(req, [task_id]), timeout))
+
+    async def cancel(self, task_id: str, timeout: float | None = None) -> bool:
+        return (await self._call(lambda req: p.Cancel(req, [task_id]), timeout)).cancelled[0]
+
+    async def stats(self, timeout: float | None = None) -> p.Stats:
+        return (await self._call(lambda req: p.GetStats(req), timeout)).stats
+
+    async def flush(self, timeout: float | None = None) -> None:
+        deadline = _deadline(timeout)
+        self._schedule_flush()
+        while self._session.unacked:
+            if _remaining(deadline) == 0.0:
+                raise ResultTimeout(f"{len(self._session.unacked)} submission(s) not "
+                                    "acknowledged in time")
+            await asyncio.sleep(0.01)
+
+    async def close(self, close_timeout: float = 5.0) -> None:
+        if self._closed:
+            return
+        if self._connected is not None and self._connected.done():
+            try:
+                await self.flush(close_timeout)
+            except (ResultTimeout, BrokerUnavailable):
+                pass
+        self._closed = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self._sock is not None:
+            self._loop.remove_reader(self._sock.getsockopt(zmq.FD))
+            self._sock.close(linger=0)
+            self._sock = None
+        if self._ctx is not None:
+            self._ctx.term()
+        self._session.fail_all(BrokerUnavailable("the client is closed"))
+        self._resolve()
+
+
+__all__ = ["AsyncClient", "AsyncTaskHandle", "Client", "Request", "TaskHandle"]

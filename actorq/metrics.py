@@ -1,0 +1,95 @@
+"""Every metric name, help text and label set, rendered from a broker Stats snapshot.
+
+The gateway scrapes the broker for one Stats message per /metrics request and
+turns it into Prometheus families here, so no other module invents a metric name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from .protocol import Stats
+
+BROKER_UP = "actorq_broker_up"
+SUBMITTED = "actorq_tasks_submitted"  # exposed with the _total suffix
+FINISHED = "actorq_tasks_finished"
+REJECTED = "actorq_submissions_rejected"
+QUEUE_DEPTH = "actorq_queue_depth"
+RUNNING = "actorq_tasks_running"
+WORKERS_ALIVE = "actorq_workers_alive"
+WORKER_RESTARTS = "actorq_worker_restarts"
+POOL_UP = "actorq_pool_up"
+TASK_DURATION = "actorq_task_duration_seconds"
+BAD_FRAMES = "actorq_bad_frames"
+STALE_RESULTS = "actorq_stale_results"
+BROKER_UPTIME = "actorq_broker_uptime_seconds"
+
+
+def families(stats: Stats | None) -> Iterator[Metric]:
+    up = GaugeMetricFamily(BROKER_UP, "1 when the gateway could read the broker's stats.")
+    up.add_metric([], 0 if stats is None else 1)
+    yield up
+    if stats is None:
+        return
+    yield GaugeMetricFamily(BROKER_UPTIME, "Seconds since this broker instance started.",
+                            value=stats.uptime_s)
+    yield CounterMetricFamily(SUBMITTED, "Tasks accepted by the broker.",
+                              value=stats.submitted_total)
+    finished = CounterMetricFamily(FINISHED, "Tasks that reached a final state, by state.",
+                                   labels=["state"])
+    for state, n in sorted(stats.finished_total.items()):
+        finished.add_metric([state], n)
+    yield finished
+    yield CounterMetricFamily(REJECTED, "Submissions the broker refused (too large, bad option, "
+                              "draining).", value=stats.rejected_total)
+    depth = GaugeMetricFamily(QUEUE_DEPTH, "Tasks waiting in each queue.", labels=["queue"])
+    for queue, n in sorted(stats.queue_depth.items()):
+        depth.add_metric([queue], n)
+    yield depth
+    yield GaugeMetricFamily(RUNNING, "Tasks leased to workers now.", value=stats.running)
+    alive = GaugeMetricFamily(WORKERS_ALIVE, "Workers connected and heartbeating, by pool.",
+                              labels=["pool"])
+    for pool, n in sorted(stats.workers_alive.items()):
+        alive.add_metric([pool], n)
+    yield alive
+    restarts = CounterMetricFamily(WORKER_RESTARTS, "Worker processes restarted after dying, "
+                                   "by pool.", labels=["pool"])
+    for pool, n in sorted(stats.worker_restarts.items()):
+        restarts.add_metric([pool], n)
+    yield restarts
+    pools = GaugeMetricFamily(POOL_UP, "1 while a pool's supervisor is up; 0 once it gave up "
+                              "or went silent.", labels=["pool"])
+    for pool, state in sorted(stats.supervisors.items()):
+        pools.add_metric([pool], 1 if state == "up" else 0)
+    yield pools
+    buckets = []
+    cumulative = 0
+    for bound, n in zip(stats.duration_buckets, stats.duration_counts):
+        cumulative += n
+        buckets.append((repr(float(bound)), cumulative))
+    cumulative += stats.duration_counts[-1]
+    buckets.append(("+Inf", cumulative))
+    yield HistogramMetricFamily(TASK_DURATION, "Run time of finished task attempts.",
+                                buckets=buckets, sum_value=stats.duration_sum_s)
+    yield CounterMetricFamily(BAD_FRAMES, "Frames the broker could not decode or accept.",
+                              value=stats.bad_frames_total)
+    yield CounterMetricFamily(STALE_RESULTS, "Results ignored because their lease was stale.",
+                              value=stats.stale_results_total)
+
+
+class StatsCollector(Collector):
+    """Yields the families of whatever snapshot the gateway last fetched."""
+
+    def __init__(self) -> None:
+        self.stats: Stats | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        return families(self.stats)

@@ -1,0 +1,282 @@
+"""The client's logic without I/O, shared by Client and AsyncClient.
+
+It builds and validates task specs, batches what is to be sent, applies what the
+broker answers to the handles waiting on it, and notices a restarted broker.
+The two clients only move bytes and wake waiters.
+
+Task ids are made here: milliseconds since the epoch first (so ids sort by
+creation time, which keeps the future SQLite store's inserts local), then a
+per-client random prefix and a counter (so two clients never collide).
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from . import protocol as p
+from .config import DEFAULT_MAX_PAYLOAD_BYTES
+from .errors import (
+    BrokerUnavailable,
+    SubmitRejected,
+    TaskCancelled,
+    TaskExpired,
+    TaskFailed,
+    TaskNotFound,
+)
+from .tasks import decode_result, encode_args
+
+SUBMIT_BATCH = 1000  # tasks per Submit message at most
+SUBMIT_OVERHEAD_BYTES = 128  # per task, beyond its payload, when sizing a batch
+PING_INTERVAL_S = 1.0  # how often a client checks the broker is there and unchanged
+SILENCE_LIMIT_S = 30.0  # a broker silent this long fails every wait with BrokerUnavailable
+
+
+class HandleBase:
+    """What every task handle holds: the id and, once known, how the task ended."""
+
+    __slots__ = ("id", "_outcome", "_error", "_acked_by", "_future", "__weakref__")
+
+    def __init__(self, task_id: str) -> None:
+        self.id = task_id
+        self._outcome: p.Outcome | None = None
+        self._error: Exception | None = None  # a failure of the submission itself
+        self._acked_by: str | None = None
+        self._future: Any = None  # AsyncClient's waiter, made on first await
+
+    @property
+    def done(self) -> bool:
+        return self._outcome is not None or self._error is not None
+
+    def _value(self) -> Any:
+        """The result, or the exception that stands for how the task ended."""
+        if self._error is not None:
+            raise self._error
+        out = self._outcome
+        assert out is not None  # only called once done; never on network input
+        state = out.state
+        if state == p.TaskState.SUCCEEDED:
+            return decode_result(out.value)
+        if state in (p.TaskState.FAILED, p.TaskState.DEAD):
+            raise TaskFailed(self.id, state, out.error or "unknown error", out.traceback)
+        if state == p.TaskState.CANCELLED:
+            raise TaskCancelled(self.id, state, f"task {self.id} was cancelled")
+        if state == p.TaskState.EXPIRED:
+            raise TaskExpired(self.id, state, f"task {self.id} expired before it could run")
+        if state == "lost":
+            raise BrokerUnavailable(f"task {self.id}: {out.error}")
+        raise TaskNotFound(self.id)
+
+    def __repr__(self) -> str:
+        state = self._outcome.state if self._outcome else ("error" if self._error else "pending")
+        return f"<{type(self).__name__} {self.id} {state}>"
+
+
+class Request:
+    """A request awaiting its reply (status, cancel, stats)."""
+
+    __slots__ = ("reply", "error", "future")
+
+    def __init__(self) -> None:
+        self.reply: Any = None
+        self.error: Exception | None = None
+        self.future: Any = None
+
+
+class Session:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.prefix = secrets.token_hex(5)
+        self.identity = f"c-{self.prefix}".encode()
+        self._counter = itertools.count(1)
+        self._req = itertools.count(1)
+        self.outbox: deque[p.TaskSpec] = deque()
+        self.control: deque[object] = deque()
+        self.handles: dict[str, HandleBase] = {}  # waiting for an outcome
+        self.unacked: dict[str, p.TaskSpec] = {}  # sent or queued, not yet accepted
+        self.requests: dict[int, Request] = {}
+        self.completed: list[HandleBase] = []  # done since the driver last looked
+        self.answered: list[Request] = []  # likewise for requests
+        self.instance: str | None = None
+        self.max_payload_bytes = DEFAULT_MAX_PAYLOAD_BYTES
+        self.last_heard = time.monotonic()
+        self.next_ping = 0.0
+        self.control.append(p.Hello(version=p.PROTOCOL_VERSION, role="client"))
+
+    # ---- building submissions ------------------------------------------------------
+
+    def new_id(self) -> str:
+        return f"{int(time.time() * 1000):011x}-{self.prefix}-{next(self._counter):x}"
+
+    def build(self, name: str, args: Any, kwargs: dict | None, queue: str,
+              priority: int) -> p.TaskSpec:
+        """Validate and encode one submission; raises before anything is sent."""
+        if not isinstance(name, str) or ":" not in name:
+            raise SubmitRejected("bad_option",
+                                 f"task name {name!r} is not of the form 'module:function'")
+        if not isinstance(queue, str) or not queue:
+            raise SubmitRejected("bad_option", "queue must be a non-empty string")
+        if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 255:
+            raise SubmitRejected("bad_option", f"priority must be an int in 0..255, got {priority!r}")
+        if args is None:
+            args = ()
+        elif not isinstance(args, (tuple, list)):
+            raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs must be a dict, got {type(kwargs).__name__}")
+        payload = encode_args(args, kwargs)
+        if len(payload) > self.max_payload_bytes:
+            raise SubmitRejected("too_large", f"arguments encode to {len(payload)} bytes, over "
+                                 f"the broker's {self.max_payload_bytes}-byte limit")
+        return p.TaskSpec(self.new_id(), name, payload, queue, priority)
+
+    def build_many(self, items: Iterable[tuple], queue: str, priority: int) -> list[p.TaskSpec]:
+        specs = []
+        for i, item in enumerate(items):
+            if not isinstance(item, tuple) or not 1 <= len(item) <= 3:
+                raise TypeError(f"item {i}: expected (name, args) or (name, args, kwargs), "
+                                f"got {item!r}")
+            name = item[0]
+            args = item[1] if len(item) > 1 else ()
+            kwargs = item[2] if len(item) > 2 else None
+            specs.append(self.build(name, args, kwargs, queue, priority))
+        return specs
+
+    def add(self, spec: p.TaskSpec, handle: HandleBase) -> None:
+        self.handles[spec.id] = handle
+        self.unacked[spec.id] = spec
+        self.outbox.append(spec)
+
+    def request(self, make: Any) -> tuple[int, Request]:
+        req = next(self._req)
+        slot = self.requests[req] = Request()
+        self.control.append(make(req))
+        return req, slot
+
+    def watch(self, handle: HandleBase) -> None:
+        self.handles[handle.id] = handle
+        self.control.append(p.Watch([handle.id]))
+
+    # ---- output ----------------------------------------------------------------------
+
+    def take_messages(self, now: float) -> list[bytes]:
+        """Everything due to go out now, encoded, batched."""
+        # Submissions go first: a status, watch or cancel request made after a
+        # submit must reach the broker after it.
+        out: list[bytes] = []
+        outbox = self.outbox
+        budget = self.max_payload_bytes
+        while outbox:
+            batch = []
+            size = 0
+            while outbox and len(batch) < SUBMIT_BATCH:
+                spec = outbox[0]
+                cost = len(spec.payload) + len(spec.name) + SUBMIT_OVERHEAD_BYTES
+                if batch and size + cost > budget:
+                    break
+                batch.append(outbox.popleft())
+                size += cost
+            out.append(p.encode(p.Submit(batch)))
+        out.extend(p.encode(m) for m in self.control)
+        self.control.clear()
+        if now >= self.next_ping:
+            self.next_ping = now + PING_INTERVAL_S
+            out.append(p.encode(p.Ping()))
+        return out
+
+    # ---- input -----------------------------------------------------------------------
+
+    def _done(self, handle: HandleBase) -> None:
+        self.completed.append(handle)
+
+    def on_message(self, msg: object, now: float) -> None:
+        self.last_heard = now
+        match msg:
+            case p.Outcomes(items=items):
+                handles = self.handles
+                for out in items:
+                    h = handles.pop(out.id, None)
+                    if h is not None:
+                        h._outcome = out
+                        self.unacked.pop(out.id, None)
+                        self._done(h)
+            case p.Accepted(ids=ids, instance=instance):
+                self._check_instance(instance)
+                unacked = self.unacked
+                handles = self.handles
+                for tid in ids:
+                    unacked.pop(tid, None)
+                    h = handles.get(tid)
+                    if h is not None:
+                        h._acked_by = instance
+            case p.Rejected(items=items):
+                for r in items:
+                    self.unacked.pop(r.id, None)
+                    h = self.handles.pop(r.id, None)
+                    if h is not None:
+                        h._error = SubmitRejected(r.code, r.message, r.id)
+                        self._done(h)
+            case p.Infos(req=req) | p.CancelReply(req=req) | p.StatsReply(req=req):
+                slot = self.requests.pop(req, None)
+                if slot is not None:
+                    slot.reply = msg
+                    self.answered.append(slot)
+            case p.Pong(instance=instance):
+                self._check_instance(instance)
+            case p.Welcome() as w:
+                self.max_payload_bytes = w.max_payload_bytes
+                self._check_instance(w.instance)
+            case p.Error(code=code, message=message, req=req):
+                err: Exception = (BrokerUnavailable(message) if code == "protocol_version"
+                                  else SubmitRejected(code, message))
+                slot = self.requests.pop(req, None) if req else None
+                if slot is not None:
+                    slot.error = err
+                    self.answered.append(slot)
+                elif code == "protocol_version":
+                    self.fail_all(err)
+
+    def _check_instance(self, instance: str) -> None:
+        old = self.instance
+        self.instance = instance
+        if old is None or old == instance:
+            return
+        # A new broker: tasks the old one accepted died with its memory. Say so now
+        # rather than let anyone wait forever. Submissions it never acknowledged are
+        # sent again (ids make that idempotent).
+        for tid, h in list(self.handles.items()):
+            if h._acked_by is not None and h._acked_by != instance:
+                del self.handles[tid]
+                h._error = BrokerUnavailable(
+                    f"the broker restarted (instance {old} -> {instance}) and task {tid} "
+                    "was lost with its in-memory state")
+                self._done(h)
+        if self.unacked:
+            self.outbox.extendleft(reversed(list(self.unacked.values())))
+        for req, slot in list(self.requests.items()):
+            slot.error = BrokerUnavailable(f"the broker restarted before answering request {req}")
+            self.answered.append(slot)
+            del self.requests[req]
+
+    def check_silence(self, now: float) -> None:
+        """Fail every wait when the broker has been silent too long (pings go unanswered)."""
+        if now - self.last_heard < SILENCE_LIMIT_S or not (self.handles or self.requests):
+            return
+        self.fail_all(BrokerUnavailable(
+            f"no answer from the broker at {self.address} for {now - self.last_heard:.0f} s"))
+
+    def fail_all(self, err: Exception) -> None:
+        for h in self.handles.values():
+            h._error = err
+            self._done(h)
+        self.handles.clear()
+        self.unacked.clear()
+        for slot in self.requests.values():
+            slot.error = err
+            self.answered.append(slot)
+        self.requests.clear()
+        self.outbox.clear()

@@ -1,0 +1,301 @@
+"""The worker actor: runs leased tasks and reports results in batches.
+
+- asyncio on uvloop. The DEALER socket's FD is watched with add_reader; ZeroMQ's FD
+  is edge-triggered, so every wake-up drains the socket and every send re-checks
+  it (a send can consume the edge that announced an incoming message).
+- `async def` tasks run on the loop; plain functions run on `concurrency` runner
+  threads, so a long plain function never stops the heartbeat.
+- Completions are batched: whatever finished while the loop was busy goes out in
+  one Report. Each result returns one unit of credit to the broker.
+- SIGTERM drains: leases not yet started are handed back, running ones finish,
+  then the process exits 0 (the supervisor enforces the grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+import msgspec
+import uvloop
+import zmq
+
+from . import actor
+from . import protocol as p
+from .config import DEFAULT_MAX_PAYLOAD_BYTES, PoolConfig
+from .tasks import TaskDef, decode_args, encode_result, registered
+
+log = logging.getLogger(__name__)
+
+DRAIN_MAX = 1000  # frames per wake-up before yielding to the loop
+
+
+class WorkerSpec(msgspec.Struct, kw_only=True):
+    pool: PoolConfig
+    broker: str  # the broker's worker endpoint
+    worker_id: str
+
+
+def _failure(lease: p.Lease, exc: BaseException, t0: float) -> p.Result:
+    return p.Result(lease.id, lease.token, False, None, f"{type(exc).__name__}: {exc}",
+                    traceback.format_exc(), time.perf_counter() - t0)
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec, allowed: dict[str, TaskDef]) -> None:
+        self.spec = spec
+        self.pool = spec.pool
+        self.allowed = allowed
+        self.credit_max = self.pool.credit
+        self.slots = self.pool.concurrency
+        self.ctx = zmq.Context()
+        self.sock = actor.dealer(self.ctx, spec.broker, spec.worker_id.encode())
+        self.decoder = p.decoder(p.BrokerToWorker)
+        self.max_result_bytes = DEFAULT_MAX_PAYLOAD_BYTES
+        self.heartbeat_s = 1.0
+        self.liveness = 3
+        self.instance: str | None = None
+        self.last_heard = time.monotonic()
+        self.held = 0  # leases held: buffered + running
+        self.running = 0
+        self.buffer: deque[p.Lease] = deque()
+        self.stopping = False
+        self.done = asyncio.Event()
+        self.completed = 0
+        self.failed = 0
+        # completions from runner threads, collected on the loop in batches
+        self._threaded: list[p.Result] = []
+        self._threaded_scheduled = False
+        self._loop_results: list[p.Result] = []
+        self._loop_scheduled = False
+        self._inbox: queue.SimpleQueue[tuple[p.Lease, TaskDef] | None] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- socket ----------------------------------------------------------------------
+
+    def _send(self, msg: object) -> None:
+        try:
+            self.sock.send(p.encode(msg), zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("broker is not reading; dropped a %s", type(msg).__name__)
+        self._recheck()
+
+    def _recheck(self) -> None:
+        if self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._loop.call_soon(self._on_readable)
+
+    def _on_readable(self) -> None:
+        sock = self.sock
+        for _ in range(DRAIN_MAX):
+            try:
+                data = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.last_heard = time.monotonic()
+            try:
+                msg = self.decoder.decode(data)
+            except msgspec.DecodeError as exc:
+                log.error("undecodable message from the broker: %s", exc)
+                continue
+            self._handle(msg)
+        self._loop.call_soon(self._on_readable)
+
+    def _hello(self) -> None:
+        self._send(p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool=self.pool.name,
+                           queues=list(self.pool.queues),
+                           credit=0 if self.stopping else self.credit_max - self.held,
+                           pid=os.getpid(), host=socket.gethostname()))
+
+    def _handle(self, msg: object) -> None:
+        match msg:
+            case p.Dispatch(leases=leases):
+                self.held += len(leases)
+                self.buffer.extend(leases)
+                self._start_ready()
+            case p.Beat(instance=instance):
+                if instance != self.instance:
+                    log.warning("broker instance changed (%s -> %s); registering again",
+                                self.instance, instance)
+                    self._hello()
+            case p.Welcome() as w:
+                first = self.instance is None
+                self.instance = w.instance
+                self.max_result_bytes = w.max_payload_bytes
+                self.heartbeat_s = w.heartbeat_interval_s
+                if first:
+                    log.info("worker %s ready: pool %s, queues %s, %d slot(s), %d task(s)",
+                             self.spec.worker_id, self.pool.name, self.pool.queues, self.slots,
+                             len(self.allowed))
+                    actor.report_ready({"worker": self.spec.worker_id})
+            case p.Error(code="unknown_peer"):
+                self._hello()
+            case p.Error(code=code, message=message):
+                log.error("broker says %s: %s", code, message)
+                if code == "protocol_version":
+                    self.stopping = True
+                    self.done.set()
+
+    # ---- running tasks ---------------------------------------------------------------
+
+    def _start_ready(self) -> None:
+        while self.buffer and self.running < self.slots and not self.stopping:
+            lease = self.buffer.popleft()
+            self.running += 1
+            tdef = self.allowed.get(lease.name)
+            if tdef is None:
+                self._complete(p.Result(
+                    lease.id, lease.token, False, None,
+                    f"UnknownTask: {lease.name!r} is not a task registered by this pool's "
+                    f"modules ({', '.join(self.pool.tasks)})"))
+            elif tdef.is_async:
+                t = self._loop.create_task(self._run_async(lease, tdef))
+                self._tasks.add(t)
+                t.add_done_callback(self._tasks.discard)
+            else:
+                self._inbox.put((lease, tdef))
+
+    def _encode_value(self, lease: p.Lease, value: Any, t0: float) -> p.Result:
+        try:
+            data = encode_result(value)
+        except TypeError as exc:
+            return p.Result(lease.id, lease.token, False, None,
+                            f"ResultNotEncodable: {exc}", None, time.perf_counter() - t0)
+        if len(data) > self.max_result_bytes:
+            return p.Result(lease.id, lease.token, False, None,
+                            f"ResultTooLarge: result of {len(data)} bytes is over the "
+                            f"{self.max_result_bytes}-byte limit", None,
+                            time.perf_counter() - t0)
+        return p.Result(lease.id, lease.token, True, data, None, None, time.perf_counter() - t0)
+
+    def _runner(self) -> None:
+        """A runner thread: plain functions, one at a time per thread."""
+        inbox = self._inbox
+        while True:
+            item = inbox.get()
+            if item is None:
+                return
+            lease, tdef = item
+            t0 = time.perf_counter()
+            try:
+                args, kwargs = decode_args(lease.payload)
+                result = self._encode_value(lease, tdef.fn(*args, **kwargs), t0)
+            except (Exception, SystemExit) as exc:  # a task's sys.exit() must not end the thread
+                result = _failure(lease, exc, t0)
+            # Append before reading the flag; the loop clears the flag before taking
+            # the list, so a result is never stranded between the two.
+            self._threaded.append(result)
+            if not self._threaded_scheduled:
+                self._threaded_scheduled = True
+                self._loop.call_soon_threadsafe(self._collect_threaded)
+
+    def _collect_threaded(self) -> None:
+        self._threaded_scheduled = False
+        results, self._threaded = self._threaded, []
+        self._finished(results)
+
+    async def _run_async(self, lease: p.Lease, tdef: TaskDef) -> None:
+        t0 = time.perf_counter()
+        try:
+            args, kwargs = decode_args(lease.payload)
+            result = self._encode_value(lease, await tdef.fn(*args, **kwargs), t0)
+        except (Exception, SystemExit) as exc:
+            result = _failure(lease, exc, t0)
+        self._complete(result)
+
+    def _complete(self, result: p.Result) -> None:
+        self._loop_results.append(result)
+        if not self._loop_scheduled:
+            self._loop_scheduled = True
+            self._loop.call_soon(self._collect_loop)
+
+    def _collect_loop(self) -> None:
+        self._loop_scheduled = False
+        results, self._loop_results = self._loop_results, []
+        self._finished(results)
+
+    def _finished(self, results: list[p.Result]) -> None:
+        if not results:
+            return
+        n = len(results)
+        self.running -= n
+        self.held -= n
+        self.completed += n
+        for r in results:
+            if not r.ok:
+                self.failed += 1
+                log.info("task %s (lease %d) failed on %s: %s", r.id, r.token,
+                         self.spec.worker_id, r.error)
+        self._send(p.Report(results))
+        self._start_ready()
+        if self.stopping and self.running == 0:
+            self.done.set()
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        released = [lease.id for lease in self.buffer]
+        self.buffer.clear()
+        self.held -= len(released)
+        log.info("worker %s draining: handing back %d lease(s), waiting for %d running",
+                 self.spec.worker_id, len(released), self.running)
+        self._send(p.Goodbye(released=released))
+        if self.running == 0:
+            self.done.set()
+
+    async def _heartbeat(self) -> None:
+        while not self.done.is_set():
+            await asyncio.sleep(self.heartbeat_s)
+            if time.monotonic() - self.last_heard > self.heartbeat_s * self.liveness:
+                # The broker went quiet: it may be a new one that does not know us.
+                self._hello()
+            else:
+                self._send(p.Heartbeat())
+
+    async def run(self) -> int:
+        loop = self._loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._drain)
+        loop.add_signal_handler(signal.SIGINT, self._drain)
+        for i in range(self.slots):
+            threading.Thread(target=self._runner, name=f"runner-{i}", daemon=True).start()
+        loop.add_reader(self.sock.getsockopt(zmq.FD), self._on_readable)
+        self._hello()
+        beat = loop.create_task(self._heartbeat())
+        await self.done.wait()
+        beat.cancel()
+        for _ in range(self.slots):
+            self._inbox.put(None)
+        loop.remove_reader(self.sock.getsockopt(zmq.FD))
+        log.info("worker %s stopping: completed=%d failed=%d", self.spec.worker_id,
+                 self.completed, self.failed)
+        self.sock.close()  # LINGER lets the last Report out
+        self.ctx.term()
+        return 0
+
+
+def main(spec: WorkerSpec) -> int:
+    actor.die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the loop installs its handlers
+    for module in spec.pool.tasks:
+        try:
+            importlib.import_module(module)
+        except Exception:
+            log.exception("worker %s cannot import task module %r", spec.worker_id, module)
+            return 3
+    allowed = registered(spec.pool.tasks)
+    if not allowed:
+        log.warning("modules %s register no @task functions", spec.pool.tasks)
+    return uvloop.run(Worker(spec, allowed).run())

@@ -1,0 +1,235 @@
+"""BrokerState rules, driven with a fake clock and no sockets."""
+
+from actorq import protocol as p
+from actorq.state import BrokerState
+
+C = b"client-1"
+W1 = b"w1"
+W2 = b"w2"
+SUP = b"sup"
+
+
+def spec(i, queue="default", priority=0, payload=b"\x92\x90\x80"):
+    return p.TaskSpec(f"t{i}", "m:f", payload, queue, priority)
+
+
+def worker_hello(credit=1, queues=("default",), pool="default"):
+    return p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool=pool, queues=list(queues),
+                   credit=credit)
+
+
+def fresh(**kw) -> BrokerState:
+    kw.setdefault("heartbeat_interval_s", 1.0)
+    kw.setdefault("heartbeat_liveness", 3)
+    return BrokerState(now=0.0, instance="inst", **kw)
+
+
+def turn(state: BrokerState, now: float = 0.0):
+    state.tick(now)
+    state.dispatch(now)
+    return state.take_outbox()
+
+
+def ok(lease: p.Lease, value=b"\x01") -> p.Result:
+    return p.Result(lease.id, lease.token, True, value)
+
+
+def test_submit_acks_queues_and_dispatches_within_credit():
+    s = fresh()
+    s.on_worker(W1, worker_hello(credit=2), 0)
+    s.on_client(C, p.Submit([spec(i) for i in range(5)]), 0)
+    out = turn(s)
+    assert out.accepted[C] == [f"t{i}" for i in range(5)]
+    assert [lease.id for lease in out.dispatch[W1]] == ["t0", "t1"]  # credit 2, FIFO
+    assert s.depth["default"] == 3 and s.queued == 3
+    assert s.tasks["t0"].state == "running" and s.tasks["t0"].attempts == 1
+
+
+def test_results_return_credit_and_push_outcomes_to_the_submitter():
+    s = fresh()
+    s.on_worker(W1, worker_hello(credit=1), 0)
+    s.on_client(C, p.Submit([spec(0), spec(1)]), 0)
+    lease = turn(s).dispatch[W1][0]
+    s.on_worker(W1, p.Report([ok(lease)]), 0.1)
+    out = turn(s, 0.1)
+    assert out.outcomes[C] == [p.Outcome("t0", "succeeded", b"\x01")]
+    assert [x.id for x in out.dispatch[W1]] == ["t1"]
+    assert s.tasks["t0"].payload == b""  # finished tasks drop their arguments
+
+
+def test_priority_beats_order_and_fifo_holds_within_priority():
+    s = fresh()
+    s.on_client(C, p.Submit([spec(0), spec(1), spec(2, priority=9), spec(3, priority=9)]), 0)
+    s.on_worker(W1, worker_hello(credit=4), 0)
+    assert [x.id for x in turn(s).dispatch[W1]] == ["t2", "t3", "t0", "t1"]
+
+
+def test_workers_take_only_their_queues_and_other_queues_wait():
+    s = fresh()
+    s.on_worker(W1, worker_hello(credit=5, queues=["reports"]), 0)
+    s.on_client(C, p.Submit([spec(0, queue="default"), spec(1, queue="reports")]), 0)
+    out = turn(s)
+    assert [x.id for x in out.dispatch[W1]] == ["t1"]
+    assert s.depth == {"default": 1, "reports": 0}
+
+
+def test_dispatch_round_robins_between_workers():
+    s = fresh()
+    s.on_worker(W1, worker_hello(credit=1), 0)
+    s.on_worker(W2, worker_hello(credit=1), 0)
+    s.on_client(C, p.Submit([spec(0), spec(1)]), 0)
+    out = turn(s)
+    assert {k: [x.id for x in v] for k, v in out.dispatch.items()} == {W1: ["t0"], W2: ["t1"]}
+
+
+def test_validation_rejects_without_touching_other_tasks():
+    s = fresh(max_payload_bytes=10)
+    s.on_client(C, p.Submit([spec(0), spec(1, payload=b"x" * 11), spec(2, priority=256),
+                             p.TaskSpec("t3", "nocolon", b""), spec(4, queue="")]), 0)
+    out = turn(s)
+    assert out.accepted[C] == ["t0"]
+    assert [(r.id, r.code) for r in out.rejected[C]] == [
+        ("t1", "too_large"), ("t2", "bad_option"), ("t3", "bad_option"), ("t4", "bad_option")]
+    assert s.queued == 1 and s.rejected_total == 4
+
+
+def test_resubmitting_an_id_is_a_no_op_that_acks_again():
+    s = fresh()
+    s.on_client(C, p.Submit([spec(0)]), 0)
+    s.on_client(b"other", p.Submit([spec(0)]), 0)
+    out = turn(s)
+    assert out.accepted == {C: ["t0"], b"other": ["t0"]}
+    assert s.queued == 1 and s.submitted_total == 1
+    assert s.tasks["t0"].watchers == [C, b"other"]
+
+
+def test_supervisor_report_requeues_leases_at_once_and_next_attempt_counts():
+    s = fresh()
+    s.on_worker(SUP, p.Hello(version=1, role="supervisor", pool="default"), 0)
+    s.on_worker(W1, worker_hello(credit=1), 0)
+    s.on_client(C, p.Submit([spec(0)]), 0)
+    first = turn(s).dispatch[W1][0]
+    s.on_worker(SUP, p.WorkerExited("w1", -9, True), 0.1)
+    assert s.tasks["t0"].state == "queued"
+    s.on_worker(W2, worker_hello(credit=1), 0.2)
+    second = turn(s, 0.2).dispatch[W2][0]
+    assert second.attempt == 2 and second.token != first.token
+    assert s.worker_restarts == {"default": 1}
+
+
+def test_a_stale_result_is_ignored_and_the_current_one_counts():
+    s = fresh()
+    s.on_worker(W1, worker_hello(credit=1), 0)
+    s.on_client(C, p.Submit([spec(0)]), 0)
+    first = turn(s).dispatch[W1][0]
+    s.peer_unreachable(W1)
+    s.on_worker(W2, worker_hello(credit=1), 0)
+    second = turn(s).dispatch[W2][0]
+    s.on_worker(W1, p.Report([ok(first, b"old")]), 0.1)  # late frame from the old lease
+    assert s.tasks["t0"].state == "running" and s.stale_results_total == 1
+    s.on_worker(W2, p.Report([ok(second, b"new")]), 0.2)
+    assert s.tasks["t0"].value == b"new"
+    s.on_worker(W2, p.Report([ok(second, b"again")]), 0.3)  # duplicate: recorded once
+    assert s.tasks["t0"].value == b"new" and s.finished_total == {"succeeded": 1}
+
+
+def test_missed_heartbeats_requeue_a_silent_workers_leases():
+    s = fresh(heartbeat_interval_s=1.0, heartbeat_liveness=3)
+    s.on_worker(W1, worker_hello(credit=1), 0)
+    s.on_worker(W2, worker_hello(credit=0), 0)
+    s.on_client(C, p.Submit([spec(0)]), 0)
+    turn(s, 0)
+    for t in (1.0, 2.0, 3.0):
+        s.on_worker(W2, p.Heartbeat(), t)  # W2 keeps beating, W1 is silent (hung, cut off)
+        turn(s, t)
+    assert W1 in s.workers
+    turn(s, 4.0)
+    assert W1 not in s.workers and W2 in s.workers
+    assert s.tasks["t0"].state == "queued"
+
+
+def test_unknown_worker_is_asked_to_say_hello():
+    s = fresh()
+    s.on_worker(W1, p.Heartbeat(), 0)
+    out = turn(s)
+    assert out.to_workers[0][0] == W1 and out.to_workers[0][1].code == "unknown_peer"
+
+
+def test_wrong_protocol_version_gets_a_clear_error():
+    s = fresh()
+    s.on_client(C, p.Hello(version=99, role="client"), 0)
+    (peer, err), = turn(s).to_clients
+    assert peer == C and err.code == "protocol_version" and "99" in err.message
+    assert s.bad_frames_total == 1
+
+
+def test_cancel_queued_only_and_notifies_watchers():
+    s = fresh()
+    s.on_worker(W1, worker_hello(credit=1), 0)
+    s.on_client(C, p.Submit([spec(0), spec(1)]), 0)
+    turn(s)
+    s.on_client(C, p.Cancel(7, ["t0", "t1", "t1", "nope"]), 0)
+    out = turn(s)
+    assert out.to_clients == [(C, p.CancelReply(7, [False, True, False, False]))]
+    assert out.outcomes[C][0].state == "cancelled"
+    assert s.queued == 0 and s.depth["default"] == 0
+
+
+def test_goodbye_hands_back_unstarted_leases_without_counting_an_attempt():
+    s = fresh()
+    s.on_worker(W1, worker_hello(credit=2), 0)
+    s.on_client(C, p.Submit([spec(0), spec(1)]), 0)
+    turn(s)
+    s.on_worker(W1, p.Goodbye(released=["t1"]), 0)
+    assert s.tasks["t1"].state == "queued" and s.tasks["t1"].attempts == 0
+    assert W1 not in s.ready
+    s.on_worker(W1, p.Report([], credit=1), 0)
+    assert W1 not in s.ready  # a draining worker gets nothing new
+
+
+def test_watch_and_query():
+    s = fresh()
+    s.on_client(C, p.Submit([spec(0)]), 0)
+    s.on_client(b"late", p.Watch(["t0", "nope"]), 0)
+    s.on_client(b"late", p.Query(5, ["t0", "nope"]), 0)
+    out = turn(s)
+    assert out.outcomes[b"late"] == [p.Outcome("nope", "unknown",
+                                              error="no task 'nope' on this broker")]
+    (_, infos), = out.to_clients
+    assert infos.items[0].state == "queued" and infos.items[1] is None
+    assert s.tasks["t0"].watchers == [C, b"late"]
+
+
+def test_finished_tasks_are_purged_after_their_ttl():
+    s = fresh(result_ttl_s=10.0)
+    s.on_worker(W1, worker_hello(credit=1), 0)
+    s.on_client(C, p.Submit([spec(0)]), 0)
+    lease = turn(s).dispatch[W1][0]
+    s.on_worker(W1, p.Report([ok(lease)]), 1.0)
+    turn(s, 5.0)
+    assert "t0" in s.tasks
+    s.on_worker(W1, p.Heartbeat(), 11.5)
+    turn(s, 11.5)
+    assert "t0" not in s.tasks
+
+
+def test_draining_refuses_new_submissions():
+    s = fresh()
+    s.draining = True
+    s.on_client(C, p.Submit([spec(0)]), 0)
+    assert turn(s).rejected[C][0].code == "draining"
+
+
+def test_stats_snapshot():
+    s = fresh()
+    s.on_worker(SUP, p.Hello(version=1, role="supervisor", pool="default"), 0)
+    s.on_worker(W1, worker_hello(credit=1), 0)
+    s.on_client(C, p.Submit([spec(0), spec(1)]), 0)
+    lease = turn(s).dispatch[W1][0]
+    s.on_worker(W1, p.Report([p.Result(lease.id, lease.token, False, error="E: x",
+                                       duration_s=0.002)]), 0.5)
+    st = s.stats(0.5)
+    assert st.submitted_total == 2 and st.finished_total == {"failed": 1}
+    assert st.queue_depth == {"default": 1} and st.workers_alive == {"default": 1}
+    assert st.supervisors == {"default": "up"}
+    assert sum(st.duration_counts) == 1 and st.duration_counts[1] == 1  # 2 ms: <= 5 ms bucket
