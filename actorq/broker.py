@@ -39,6 +39,7 @@ class Broker:
             heartbeat_interval_s=cfg.heartbeat_interval,
             heartbeat_liveness=cfg.heartbeat_liveness,
             result_ttl_s=cfg.result_ttl,
+            max_deliveries=cfg.max_deliveries,
         )
         self.client_decoder = p.decoder(p.ClientToBroker)
         self.worker_decoder = p.decoder(p.WorkerToBroker)
@@ -112,7 +113,7 @@ class Broker:
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
                 if sock is self.workers:
-                    self.state.peer_unreachable(peer)
+                    self.state.peer_unreachable(peer, time.monotonic())
                     self.again = True
             elif exc.errno == zmq.EAGAIN:
                 log.warning("peer %r is not reading; dropped a %s", peer, type(msg).__name__)

@@ -35,6 +35,7 @@ class BrokerConfig(msgspec.Struct, **_strict):
     heartbeat_interval: float = 1.0  # seconds between heartbeats, both ways
     heartbeat_liveness: int = 3  # missed beats before a worker is presumed dead
     result_ttl: float = 86400.0  # seconds a finished task's result is kept
+    max_deliveries: int = 5  # leases without a result (workers died) before a task fails
 
 
 class HttpConfig(msgspec.Struct, **_strict):
@@ -125,6 +126,8 @@ def _check(config: Config, file: str) -> None:
             raise ConfigError(file, "broker.heartbeat_interval", "must be > 0")
         if b.heartbeat_liveness < 1:
             raise ConfigError(file, "broker.heartbeat_liveness", "must be >= 1")
+        if b.max_deliveries < 1:
+            raise ConfigError(file, "broker.max_deliveries", "must be >= 1")
         if b.result_ttl <= 0:
             raise ConfigError(file, "broker.result_ttl", "must be > 0")
     if config.http is not None and config.broker is None:

@@ -112,6 +112,7 @@ class BrokerState:
         heartbeat_interval_s: float = 1.0,
         heartbeat_liveness: int = 3,
         result_ttl_s: float = 86400.0,
+        max_deliveries: int = 5,
         instance: str | None = None,
     ) -> None:
         self.instance = instance or secrets.token_hex(6)
@@ -121,6 +122,7 @@ class BrokerState:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.liveness_s = heartbeat_interval_s * heartbeat_liveness
         self.result_ttl_s = result_ttl_s
+        self.max_deliveries = max_deliveries
         self.draining = False
 
         self.tasks: dict[str, Task] = {}
@@ -133,6 +135,7 @@ class BrokerState:
         self._finished: deque[tuple[float, str]] = deque()  # (expires_at, id) in finish order
         self._next_token = 0
         self._next_beat = now
+        self._now = now  # time of the event being handled, for paths that lack a `now`
 
         self.submitted_total = 0
         self.finished_total: dict[str, int] = {}
@@ -331,6 +334,7 @@ class BrokerState:
     # ---- workers and supervisors ---------------------------------------------------
 
     def on_worker(self, peer: bytes, msg: object, now: float) -> None:
+        self._now = now
         worker = self.workers.get(peer)
         if worker is not None:
             worker.last_seen = now
@@ -438,12 +442,21 @@ class BrokerState:
         self.workers.pop(worker.ident, None)
         self.ready.pop(worker.ident, None)
         for task in worker.leased.values():
-            if task.state is RUNNING and task.worker == worker.ident:
+            if task.state is not RUNNING or task.worker != worker.ident:
+                continue
+            if task.attempts >= self.max_deliveries:
+                # A task that takes its worker down every time would otherwise crash-loop
+                # the pool until the supervisor gives up on it.
+                self._finish(task, TaskState.FAILED, self._now, error=(
+                    f"WorkerLost: the worker running this task was lost {task.attempts} "
+                    f"time(s) (last: {worker.name}); giving up"))
+            else:
                 self._enqueue(task, front=True)
         worker.leased.clear()
 
-    def peer_unreachable(self, peer: bytes) -> None:
+    def peer_unreachable(self, peer: bytes, now: float) -> None:
         """A send to this worker failed (ROUTER_MANDATORY): treat it as dead."""
+        self._now = now
         worker = self.workers.get(peer)
         if worker is not None:
             level = logging.INFO if worker.draining and not worker.leased else logging.WARNING
@@ -514,6 +527,7 @@ class BrokerState:
 
     def tick(self, now: float) -> None:
         """Heartbeats, liveness and purging: cheap enough to call every loop turn."""
+        self._now = now
         if now < self._next_beat:
             return
         self._next_beat = now + self.heartbeat_interval_s

@@ -122,7 +122,7 @@ def test_a_stale_result_is_ignored_and_the_current_one_counts():
     s.on_worker(W1, worker_hello(credit=1), 0)
     s.on_client(C, p.Submit([spec(0)]), 0)
     first = turn(s).dispatch[W1][0]
-    s.peer_unreachable(W1)
+    s.peer_unreachable(W1, 0)
     s.on_worker(W2, worker_hello(credit=1), 0)
     second = turn(s).dispatch[W2][0]
     s.on_worker(W1, p.Report([ok(first, b"old")]), 0.1)  # late frame from the old lease
@@ -233,3 +233,16 @@ def test_stats_snapshot():
     assert st.queue_depth == {"default": 1} and st.workers_alive == {"default": 1}
     assert st.supervisors == {"default": "up"}
     assert sum(st.duration_counts) == 1 and st.duration_counts[1] == 1  # 2 ms: <= 5 ms bucket
+
+
+def test_a_task_that_keeps_killing_its_worker_fails_as_worker_lost():
+    s = fresh(max_deliveries=2)
+    s.on_client(C, p.Submit([spec(0)]), 0)
+    for n, w in enumerate([W1, W2]):
+        s.on_worker(w, worker_hello(credit=1), n)
+        turn(s, n)
+        s.on_worker(SUP, p.Hello(version=1, role="supervisor", pool="default"), n)
+        s.on_worker(SUP, p.WorkerExited(w.decode(), -9, True), n)
+    assert s.tasks["t0"].state == "failed"
+    assert s.tasks["t0"].error.startswith("WorkerLost: ")
+    assert s.take_outbox().outcomes[C][0].state == "failed"

@@ -1,0 +1,66 @@
+"""Task module for end-to-end tests: tasks with deliberate failure modes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from actorq import task
+
+
+@task
+def add(x, y):
+    return x + y
+
+
+@task
+def echo(value):
+    return value
+
+
+@task
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@task
+async def async_sleep(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}"
+
+
+@task
+def boom(message: str) -> None:
+    raise ValueError(message)
+
+
+@task
+def crash() -> None:
+    """Takes the whole worker process down, as a segfault or OOM kill would."""
+    os._exit(13)
+
+
+@task
+def big_result(n_bytes: int) -> bytes:
+    return b"x" * n_bytes
+
+
+@task
+def unencodable_result() -> object:
+    return object()
+
+
+@task
+def record(path: str, tag: str) -> str:
+    """Append a line per run, so a test can count how often a task really ran."""
+    with Path(path).open("a") as f:
+        f.write(f"{tag} {os.getpid()}\n")
+    return tag
+
+
+@task
+def whoami() -> int:
+    return os.getpid()

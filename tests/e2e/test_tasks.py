@@ -1,0 +1,148 @@
+"""Tasks end to end through a real node and the real client."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from actorq import AsyncClient, SubmitRejected, TaskFailed, TaskNotFound
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def test_ten_thousand_tasks_complete_with_correct_results(node, client):
+    # Given a node with two workers
+    c = client(node())
+    # When 10,000 tasks are submitted in one submit_many call
+    handles = c.submit_many([("tests.apps.faulty:add", (i, i)) for i in range(10_000)])
+    # Then every result comes back, in order, and correct
+    assert c.gather(handles, timeout=60) == [2 * i for i in range(10_000)]
+    stats = c.stats()
+    assert stats.submitted_total == 10_000
+    assert stats.finished_total == {"succeeded": 10_000}
+
+
+def test_status_reports_state_attempts_worker_and_times(node, client):
+    c = client(node())
+    h = c.submit("tests.apps.faulty:sleep", (0.3,))
+    info = wait_until(lambda: (i := c.status(h.id)).state == "running" and i, 10)
+    assert info.attempts == 1 and info.worker.startswith("default.")
+    assert h.result(timeout=10) == 0.3
+    done = c.status(h.id)
+    assert done.state == "succeeded"
+    assert done.submitted_at <= done.started_at <= done.finished_at
+    with pytest.raises(TaskNotFound):
+        c.status("no-such-id")
+
+
+def test_a_raising_task_raises_task_failed_with_remote_type_message_and_traceback(node, client):
+    c = client(node())
+    with pytest.raises(TaskFailed) as err:
+        c.submit("tests.apps.faulty:boom", ("kaput",)).result(timeout=10)
+    assert err.value.exc_type == "ValueError"
+    assert err.value.error == "ValueError: kaput"
+    assert "raise ValueError(message)" in err.value.traceback
+    assert err.value.state == "failed"
+
+
+def test_unknown_task_name_fails_clearly_and_other_work_is_untouched(node, client):
+    c = client(node())
+    ok = c.submit("tests.apps.faulty:sleep", (0.2,))
+    bad = c.submit("os:system", ("echo pwned",))  # a real function, but not a registered task
+    with pytest.raises(TaskFailed, match="UnknownTask: 'os:system' is not a task registered"):
+        bad.result(timeout=10)
+    assert ok.result(timeout=10) == 0.2
+
+
+def test_arguments_that_cannot_be_encoded_fail_at_submit(node, client):
+    c = client(node())
+    with pytest.raises(TypeError, match="cannot be encoded"):
+        c.submit("tests.apps.faulty:echo", (object(),))
+    with pytest.raises(SubmitRejected) as err:
+        c.submit("no_colon", ())
+    assert err.value.code == "bad_option"
+    with pytest.raises(SubmitRejected, match="priority"):
+        c.submit("tests.apps.faulty:echo", (1,), priority=256)
+    assert c.submit("tests.apps.faulty:echo", ({"a": [1, 2.5, None, "x", b"b"]},)).result(
+        timeout=10) == {"a": [1, 2.5, None, "x", b"b"]}
+
+
+def test_oversized_payload_and_result_get_clear_errors(node, client):
+    # Given a broker with a 4 KiB payload limit
+    c = client(node(broker_extra="max_payload_bytes = 4096"))
+    # Then an oversized submission is refused at submit, before anything is sent
+    with pytest.raises(SubmitRejected) as err:
+        c.submit("tests.apps.faulty:echo", ("x" * 5000,))
+    assert err.value.code == "too_large" and "4096" in str(err.value)
+    # and an oversized or unencodable result fails the task with a clear error
+    with pytest.raises(TaskFailed, match="ResultTooLarge"):
+        c.submit("tests.apps.faulty:big_result", (5000,)).result(timeout=10)
+    with pytest.raises(TaskFailed, match="ResultNotEncodable"):
+        c.submit("tests.apps.faulty:unencodable_result").result(timeout=10)
+    # and the node carries on
+    assert c.submit("tests.apps.faulty:add", (2, 3)).result(timeout=10) == 5
+
+
+def test_cancel_a_queued_task(node, client):
+    # Given one worker busy with a long task and a task queued behind it
+    c = client(node(workers=1))
+    busy = c.submit("tests.apps.faulty:sleep", (1.0,))
+    queued = c.submit("tests.apps.faulty:add", (1, 1))
+    wait_until(lambda: c.status(busy.id).state == "running", 10)
+    # When the queued task is cancelled
+    assert c.cancel(queued.id) is True
+    # Then it never runs and result() says so; cancelling again changes nothing
+    from actorq import TaskCancelled
+
+    with pytest.raises(TaskCancelled):
+        queued.result(timeout=5)
+    assert c.status(queued.id).state == "cancelled"
+    assert c.cancel(queued.id) is False
+    assert busy.result(timeout=10) == 1.0
+    assert c.cancel(busy.id) is False  # finished
+
+
+def test_a_second_client_can_wait_on_a_task_by_id(node, client):
+    n = node()
+    h = client(n).submit("tests.apps.faulty:sleep", (0.3,))
+    other = client(n)
+    assert other.handle(h.id).result(timeout=10) == 0.3
+    with pytest.raises(TaskNotFound):
+        other.handle("missing").result(timeout=10)
+
+
+def test_async_client_and_async_tasks_run_concurrently(node):
+    # Given one worker with 4 slots
+    n = node(workers=1, concurrency=4)
+
+    async def scenario():
+        async with AsyncClient(n.broker) as c:
+            # When four async tasks of 0.5 s each are submitted together
+            hs = await c.submit_many([("tests.apps.faulty:async_sleep", (0.5,))] * 4)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            results = await c.gather(hs, timeout=20)
+            elapsed = loop.time() - t0
+            single = await (await c.submit("tests.apps.faulty:add", (20, 22))).result(10)
+            info = await c.status(hs[0].id)
+            return results, elapsed, single, info
+
+    results, elapsed, single, info = asyncio.run(scenario())
+    # Then they share the worker's slots rather than queue behind each other
+    assert results == ["slept 0.5"] * 4
+    assert elapsed < 1.9, f"4 x 0.5 s async tasks took {elapsed:.2f} s on 4 slots"
+    assert single == 42 and info.state == "succeeded"
+
+
+def test_the_cli_submits_and_waits(node):
+    import subprocess
+    import sys
+
+    n = node()
+    out = subprocess.run([sys.executable, "-m", "actorq", "submit", "actorq.demo:add", "[2, 3]",
+                          "--broker", n.broker, "--wait", "--timeout", "20"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "5"
