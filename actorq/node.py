@@ -168,6 +168,10 @@ class Node:
                 return False
             log.warning("%s %s; restarting it", name, child.describe_exit())
             self._start(name)
+        if not self.children:
+            log.error("every actor of this node has failed for good (%s): stopping",
+                      ", ".join(sorted(self.failed_pools)))
+            return False
         return True
 
     def stop(self) -> None:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 128
 MAX_PRIORITY = 255
+SUPERVISOR_FORGET_LIVENESSES = 10  # a silent supervisor is forgotten after this many windows
 PURGE_BATCH = 10_000  # finished tasks purged per tick at most, so a purge never stalls the loop
 DURATION_BUCKETS_S = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0]
 
@@ -463,7 +464,9 @@ class BrokerState:
             log.log(level, "worker %s is unreachable; requeueing %d task(s)",
                     worker.name, len(worker.leased))
             self._drop_worker(worker)
-        self.supervisors.pop(peer, None)
+        sup = self.supervisors.get(peer)
+        if sup is not None and not sup.failed:
+            del self.supervisors[peer]  # a failed pool stays listed: operators need to see it
 
     # ---- dispatch and time ---------------------------------------------------------
 
@@ -540,8 +543,14 @@ class BrokerState:
                 self._drop_worker(worker)
             else:
                 self.outbox.to_workers.append((worker.ident, beat))
-        for sup in self.supervisors.values():
-            self.outbox.to_workers.append((sup.ident, beat))
+        forget = now - self.liveness_s * SUPERVISOR_FORGET_LIVENESSES
+        for sup in list(self.supervisors.values()):
+            if sup.failed:
+                continue
+            if sup.last_seen < forget:
+                del self.supervisors[sup.ident]
+            else:
+                self.outbox.to_workers.append((sup.ident, beat))
         self._purge(now)
 
     def _purge(self, now: float) -> None:

@@ -26,7 +26,7 @@ from .worker import WorkerSpec
 log = logging.getLogger(__name__)
 
 POOL_FAILED = 4  # exit code: restart intensity exceeded; the node must not restart us
-HEARTBEAT_S = 1.0  # our own heartbeat to the broker
+HEARTBEAT_S = 1.0  # our heartbeat to the broker until its Welcome tells us its interval
 
 
 class SupervisorSpec(msgspec.Struct, kw_only=True):
@@ -51,6 +51,8 @@ class Supervisor:
         self.counter = 0
         self.reported_ready = False
         self.restarts = 0
+        self.heartbeat_s = HEARTBEAT_S
+        self.next_beat = 0.0
 
     def _send(self, msg: object) -> None:
         try:
@@ -98,13 +100,13 @@ class Supervisor:
         self._hello()
         for _ in range(self.pool.workers):
             self.spawn()
-        next_beat = time.monotonic() + HEARTBEAT_S
+        self.next_beat = time.monotonic() + self.heartbeat_s
         result = 0
         while not self.signals.stop:
             pending = {c.ready_fd: c for c in self.workers.values() if c.ready_fd is not None}
             for fd in pending:
                 poller.register(fd, zmq.POLLIN)
-            timeout_ms = max(0.0, next_beat - time.monotonic()) * 1000
+            timeout_ms = max(0.0, self.next_beat - time.monotonic()) * 1000
             events = dict(poller.poll(timeout_ms))
             for fd in pending:
                 poller.unregister(fd)
@@ -122,8 +124,8 @@ class Supervisor:
                 self.reported_ready = True
                 log.info("pool %s up: %d worker(s)", self.pool.name, len(self.workers))
                 actor.report_ready({"pool": self.pool.name})
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + HEARTBEAT_S
+            if time.monotonic() >= self.next_beat:
+                self.next_beat = time.monotonic() + self.heartbeat_s
                 self._send(p.Heartbeat())
         self._stop()
         return result
@@ -142,7 +144,10 @@ class Supervisor:
             match msg:
                 case p.Error(code="unknown_peer"):
                     self._hello()
-                case p.Beat() | p.Welcome():
+                case p.Welcome(heartbeat_interval_s=interval):
+                    self.heartbeat_s = interval
+                    self.next_beat = min(self.next_beat, time.monotonic() + interval)
+                case p.Beat():
                     pass
                 case p.Error(code=code, message=message):
                     log.error("broker says %s: %s", code, message)

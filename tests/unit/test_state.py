@@ -246,3 +246,15 @@ def test_a_task_that_keeps_killing_its_worker_fails_as_worker_lost():
     assert s.tasks["t0"].state == "failed"
     assert s.tasks["t0"].error.startswith("WorkerLost: ")
     assert s.take_outbox().outcomes[C][0].state == "failed"
+
+
+def test_a_failed_pool_stays_listed_and_a_silent_supervisor_is_forgotten():
+    s = fresh(heartbeat_interval_s=1.0, heartbeat_liveness=3)
+    s.on_worker(b"s1", p.Hello(version=1, role="supervisor", pool="broken"), 0)
+    s.on_worker(b"s2", p.Hello(version=1, role="supervisor", pool="quiet"), 0)
+    s.on_worker(b"s1", p.PoolFailed("import error"), 0)
+    s.peer_unreachable(b"s1", 0.5)
+    assert s.stats(1).supervisors == {"broken": "failed", "quiet": "up"}
+    assert s.stats(4).supervisors == {"broken": "failed", "quiet": "lost"}
+    turn(s, 31)
+    assert s.stats(31).supervisors == {"broken": "failed"}

@@ -1,0 +1,208 @@
+"""The node as an operator sees it: start, stop, observe, join, misconfigure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from actorq import SubmitRejected
+from tests.conftest import ROOT, session_pids, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_sigterm_drains_running_tasks_exits_0_and_leaves_no_process(node, client):
+    # Given a node with a task in the middle of a 1.5 s run
+    n = node(grace=10)
+    c = client(n)
+    h = c.submit("tests.apps.faulty:sleep", (1.5,))
+    wait_until(lambda: c.status(h.id).state == "running", 10)
+    # When the node gets SIGTERM (what Ctrl-C or a service manager sends)
+    code = n.terminate(timeout_s=30)
+    # Then the running task finished and its result reached the client
+    assert h.result(timeout=1) == 1.5
+    # and the node exited 0 with no child process left behind
+    assert code == 0, n.log()
+    assert session_pids(n.sid) == []
+    assert "node stopped" in n.log()
+
+
+def test_draining_node_refuses_new_work_clearly(node, client):
+    # Given a node busy with a task, being stopped
+    n = node(grace=10)
+    c = client(n)
+    h = c.submit("tests.apps.faulty:sleep", (1.5,))
+    wait_until(lambda: c.status(h.id).state == "running", 10)
+    import os
+    import signal
+
+    os.killpg(n.sid, signal.SIGTERM)
+    # When a client submits while it drains
+    wait_until(lambda: c.stats().draining, 10)
+    late = c.submit("tests.apps.faulty:add", (1, 1))
+    # Then that submission is refused with a clear code, and the running task finishes
+    with pytest.raises(SubmitRejected) as err:
+        late.result(timeout=10)
+    assert err.value.code == "draining"
+    assert h.result(timeout=10) == 1.5
+
+
+def test_grace_period_bounds_the_drain(node, client):
+    # Given a task that would run far longer than the 0.5 s grace period
+    n = node(grace=0.5)
+    c = client(n)
+    h = c.submit("tests.apps.faulty:sleep", (60,))
+    wait_until(lambda: c.status(h.id).state == "running", 10)
+    # When the node is stopped, it kills the overrunning worker and still exits 0, promptly
+    code = n.terminate(timeout_s=20)
+    assert code == 0, n.log()
+    assert "still running after 0.5 s grace; killing it" in n.log()
+    assert session_pids(n.sid) == []
+
+
+def test_worker_only_node_joins_another_nodes_broker(node, client):
+    # Given a node whose own pool serves only "default"
+    main = node()
+    # When a worker-only node with a pool for queue "remote" joins its broker
+    node(config_text=f"""
+        [[pools]]
+        name = "joined"
+        workers = 1
+        queues = ["remote"]
+        tasks = ["tests.apps.faulty"]
+        broker = "{main.worker_bind}"
+    """)
+    c = client(main)
+    # Then work on "remote" runs on the joined node's worker
+    h = c.submit("tests.apps.faulty:add", (40, 2), queue="remote")
+    assert h.result(timeout=15) == 42
+    assert c.status(h.id).worker.startswith("joined.")
+    assert c.stats().workers_alive == {"default": 2, "joined": 1}
+
+
+def test_health_and_metrics(node, client):
+    # Given a node that has run a few tasks, one failing, with one worker restarted
+    n = node()
+    c = client(n)
+    c.gather(c.submit_many([("tests.apps.faulty:add", (i, i)) for i in range(10)]), timeout=20)
+    with pytest.raises(Exception):
+        c.submit("tests.apps.faulty:boom", ("x",)).result(timeout=10)
+    c.submit("tests.apps.faulty:echo", (1,), queue="nobody-serves-this")
+    # When /health and /metrics are fetched
+    status, body = _get(n.http + "/health")
+    assert status == 200, body
+    health = json.loads(body)
+    assert health["status"] == "ok"
+    assert health["pools"]["default"] == {"workers_alive": 2, "workers_expected": 2,
+                                          "supervisor": "up"}
+    status, text = _get(n.http + "/metrics")
+    assert status == 200
+    # Then the required families are there with the right values
+    for line in [
+        "actorq_broker_up 1.0",
+        "actorq_tasks_submitted_total 12.0",
+        'actorq_tasks_finished_total{state="succeeded"} 10.0',
+        'actorq_tasks_finished_total{state="failed"} 1.0',
+        'actorq_queue_depth{queue="nobody-serves-this"} 1.0',
+        'actorq_workers_alive{pool="default"} 2.0',
+        "actorq_task_duration_seconds_count 11.0",
+        'actorq_task_duration_seconds_bucket{le="+Inf"} 11.0',
+    ]:
+        assert line in text.splitlines(), f"{line!r} missing from /metrics:\n{text}"
+    assert "# TYPE actorq_worker_restarts_total counter" in text
+
+
+def test_health_is_503_while_a_pool_is_short_of_workers_and_recovers(node, client):
+    import os
+    import signal
+
+    # Given a healthy node with fast heartbeats
+    n = node(heartbeat=0.2)
+    assert _get(n.http + "/health")[0] == 200
+    # When one worker hangs (stops heartbeating)
+    hung = n.worker_pids()[0]
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        # Then /health says the pool is degraded
+        def degraded():
+            status, body = _get(n.http + "/health")
+            return status == 503 and json.loads(body)
+
+        health = wait_until(lambda: (h := degraded()) and
+                            h["pools"]["default"]["workers_alive"] == 1 and h, 10)
+        assert health["status"] == "degraded"
+        assert health["pools"]["default"]["supervisor"] == "up"
+    finally:
+        os.kill(hung, signal.SIGCONT)
+    # and once the worker is back, healthy again
+    wait_until(lambda: _get(n.http + "/health")[0] == 200, 10)
+
+
+def test_pool_past_its_restart_intensity_gives_up_loudly(node, client, tmp_path):
+    # Given a running node
+    main = node()
+    # When a worker-only node joins with a pool whose task module cannot be imported
+    cfg = tmp_path / "broken.toml"
+    cfg.write_text(f"""
+[[pools]]
+name = "broken"
+workers = 1
+tasks = ["tests.apps.no_such_module"]
+max_restarts = 2
+restart_window = 60
+broker = "{main.worker_bind}"
+""")
+    proc = subprocess.run([sys.executable, "-m", "actorq", "run", str(cfg)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, start_new_session=True)
+    # Then its workers are restarted twice, the pool is reported failed, and the node
+    # exits non-zero saying why
+    assert proc.returncode == 1
+    assert "No module named 'tests.apps.no_such_module'" in proc.stderr
+    assert "pool broken FAILED, giving up" in proc.stderr
+    assert "more than 2 restarts in 60 s" in proc.stderr
+    assert client(main).stats().supervisors["broken"] == "failed"
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[broker]\nbind = "tcp://127.0.0.1:*"\nwroker_bind = "x"\n', "broker.wroker_bind"),
+    ('[[pools]]\nname = "p"\nworkers = "many"\ntasks = ["m"]\nbroker = "tcp://h:1"\n',
+     "pools[0].workers"),
+])
+def test_bad_config_exits_2_naming_the_file_and_key(tmp_path, text, key):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "actorq", "run", str(cfg)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert str(cfg) in proc.stderr and key in proc.stderr
+
+
+def test_port_in_use_fails_start_with_a_clear_message(node, tmp_path):
+    # Given a node holding its ports
+    main = node()
+    # When a second node is configured onto the same broker port
+    cfg = tmp_path / "clash.toml"
+    cfg.write_text(f"""
+[broker]
+bind = "{main.broker}"
+worker_bind = "tcp://127.0.0.1:*"
+""")
+    proc = subprocess.run([sys.executable, "-m", "actorq", "run", str(cfg)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, start_new_session=True)
+    # Then it exits non-zero naming the endpoint, and the first node is unaffected
+    assert proc.returncode == 1
+    assert "cannot bind" in proc.stderr and main.broker in proc.stderr
+    assert _get(main.http + "/health")[0] == 200
