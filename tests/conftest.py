@@ -91,7 +91,7 @@ tasks = ["tests.apps.faulty", "actorq.demo"]
 class Node:
     """A running `actorq run` in its own session."""
 
-    def __init__(self, config_text: str, tmp: Path, name: str) -> None:
+    def __init__(self, config_text: str, tmp: Path, name: str, cwd: Path = ROOT) -> None:
         self.dir = tmp / name
         self.dir.mkdir()
         self.config_path = self.dir / "node.toml"
@@ -103,7 +103,7 @@ class Node:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "actorq", "run", str(self.config_path),
              "--ready-file", str(self.ready_path)],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
         self.sid = self.proc.pid
@@ -142,10 +142,12 @@ class Node:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
-    def terminate(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
-        """SIGTERM the node (as Ctrl-C would) and wait; returns its exit code."""
+    def terminate(self, timeout_s: float = STOP_TIMEOUT_S,
+                  signum: int = signal.SIGTERM) -> int | None:
+        """Signal the node's process group, as a terminal or service manager would, and
+        wait; returns its exit code."""
         if self.proc.poll() is None:
-            os.killpg(self.sid, signal.SIGTERM)
+            os.killpg(self.sid, signum)
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -173,13 +175,13 @@ def node(tmp_path: Path) -> Iterator[Callable[..., Node]]:
 
     def make(config_text: str | None = None, *, workers: int = 2, concurrency: int = 1,
              grace: float = 10.0, heartbeat: float = 1.0, queues: str = '["default"]',
-             broker_extra: str = "", extra: str = "") -> Node:
+             broker_extra: str = "", extra: str = "", cwd: Path = ROOT) -> Node:
         if config_text is None:
             config_text = BASE_CONFIG.format(workers=workers, concurrency=concurrency,
                                              grace=grace, heartbeat=heartbeat, queues=queues,
                                              broker_extra=broker_extra)
         n = Node(textwrap.dedent(config_text) + textwrap.dedent(extra), tmp_path,
-                 f"node{len(created)}")
+                 f"node{len(created)}", cwd=cwd)
         created.append(n)
         return n
 

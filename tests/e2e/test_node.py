@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -24,14 +25,16 @@ def _get(url: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def test_sigterm_drains_running_tasks_exits_0_and_leaves_no_process(node, client):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_stop_signal_drains_running_tasks_exits_0_and_leaves_no_process(node, client, signum):
     # Given a node with a task in the middle of a 1.5 s run
     n = node(grace=10)
     c = client(n)
     h = c.submit("tests.apps.faulty:sleep", (1.5,))
     wait_until(lambda: c.status(h.id).state == "running", 10)
-    # When the node gets SIGTERM (what Ctrl-C or a service manager sends)
-    code = n.terminate(timeout_s=30)
+    # When the node's process group gets SIGTERM (a service manager) or SIGINT (Ctrl-C
+    # in a terminal, which reaches the whole foreground group)
+    code = n.terminate(timeout_s=30, signum=signum)
     # Then the running task finished and its result reached the client
     assert h.result(timeout=1) == 1.5
     # and the node exited 0 with no child process left behind
@@ -206,3 +209,23 @@ worker_bind = "tcp://127.0.0.1:*"
     assert proc.returncode == 1
     assert "cannot bind" in proc.stderr and main.broker in proc.stderr
     assert _get(main.http + "/health")[0] == 200
+
+
+def test_a_users_own_task_module_from_the_working_directory(node, client, tmp_path):
+    # Given a user's project directory holding their own task module
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "mytasks.py").write_text(
+        "from actorq import task\n\n@task\ndef shout(s):\n    return s.upper() + '!'\n")
+    # When a node is started from that directory with the module in its pool
+    n = node(cwd=project, config_text="""
+        [broker]
+        bind = "tcp://127.0.0.1:*"
+        worker_bind = "tcp://127.0.0.1:*"
+        [[pools]]
+        name = "mine"
+        workers = 1
+        tasks = ["mytasks"]
+    """)
+    # Then its tasks run
+    assert client(n).submit("mytasks:shout", ("hi",)).result(timeout=10) == "HI!"
