@@ -181,10 +181,12 @@ class Client:
     # ---- public API ------------------------------------------------------------------
 
     def submit(self, name: str, args: Sequence[Any] | None = (), kwargs: dict | None = None, *,
-               queue: str = "default", priority: int = 0) -> TaskHandle:
+               queue: str | None = None, priority: int | None = None) -> TaskHandle:
         """Submit one task; returns its handle at once (the broker's ack comes later).
 
-        `name` is "module:function" of an @task function. Arguments must be
+        `name` is "module:function" of an @task function (or the function itself).
+        `queue` and `priority` default to the task's @task defaults when this process
+        has imported its module, else to "default" and 0. Arguments must be
         msgpack-encodable (TypeError otherwise, before anything is sent). Raises
         SubmitRejected for a bad option or a payload over the broker's limit.
         """
@@ -194,8 +196,8 @@ class Client:
         self._wake()
         return handle
 
-    def submit_many(self, items: Iterable[tuple], *, queue: str = "default",
-                    priority: int = 0) -> list[TaskHandle]:
+    def submit_many(self, items: Iterable[tuple], *, queue: str | None = None,
+                    priority: int | None = None) -> list[TaskHandle]:
         """Submit many `(name, args)` or `(name, args, kwargs)` tuples in batched messages.
 
         Every item is validated and encoded before any is sent, so a bad item
@@ -447,8 +449,8 @@ class AsyncClient:
     # ---- public API ------------------------------------------------------------------
 
     async def submit(self, name: str, args: Sequence[Any] | None = (),
-                     kwargs: dict | None = None, *, queue: str = "default",
-                     priority: int = 0) -> AsyncTaskHandle:
+                     kwargs: dict | None = None, *, queue: str | None = None,
+                     priority: int | None = None) -> AsyncTaskHandle:
         """As Client.submit()."""
         spec = self._session.build(name, args, kwargs, queue, priority)
         handle = AsyncTaskHandle(spec.id, self)
@@ -456,8 +458,8 @@ class AsyncClient:
         self._schedule_flush()
         return handle
 
-    async def submit_many(self, items: Iterable[tuple], *, queue: str = "default",
-                          priority: int = 0) -> list[AsyncTaskHandle]:
+    async def submit_many(self, items: Iterable[tuple], *, queue: str | None = None,
+                          priority: int | None = None) -> list[AsyncTaskHandle]:
         """As Client.submit_many()."""
         specs = self._session.build_many(items, queue, priority)
         handles = []

@@ -28,7 +28,7 @@ from .errors import (
     TaskFailed,
     TaskNotFound,
 )
-from .tasks import decode_result, encode_args
+from .tasks import decode_result, encode_args, lookup
 
 SUBMIT_BATCH = 1000  # tasks per Submit message at most
 SUBMIT_OVERHEAD_BYTES = 128  # per task, beyond its payload, when sizing a batch
@@ -112,9 +112,21 @@ class Session:
     def new_id(self) -> str:
         return f"{int(time.time() * 1000):011x}-{self.prefix}-{next(self._counter):x}"
 
-    def build(self, name: str, args: Any, kwargs: dict | None, queue: str,
-              priority: int) -> p.TaskSpec:
-        """Validate and encode one submission; raises before anything is sent."""
+    def build(self, name: Any, args: Any, kwargs: dict | None, queue: str | None,
+              priority: int | None) -> p.TaskSpec:
+        """Validate and encode one submission; raises before anything is sent.
+
+        `name` may be the @task function itself. A queue or priority of None takes
+        the task's @task default when this process has the task registered (its
+        module imported), else "default" / 0.
+        """
+        name = getattr(name, "actorq_name", name)
+        if queue is None or priority is None:
+            tdef = lookup(name) if isinstance(name, str) else None
+            if queue is None:
+                queue = (tdef.queue if tdef else None) or "default"
+            if priority is None:
+                priority = tdef.priority if tdef and tdef.priority is not None else 0
         if not isinstance(name, str) or ":" not in name:
             raise SubmitRejected("bad_option",
                                  f"task name {name!r} is not of the form 'module:function'")
@@ -134,7 +146,8 @@ class Session:
                                  f"the broker's {self.max_payload_bytes}-byte limit")
         return p.TaskSpec(self.new_id(), name, payload, queue, priority)
 
-    def build_many(self, items: Iterable[tuple], queue: str, priority: int) -> list[p.TaskSpec]:
+    def build_many(self, items: Iterable[tuple], queue: str | None,
+                   priority: int | None) -> list[p.TaskSpec]:
         specs = []
         for i, item in enumerate(items):
             if not isinstance(item, tuple) or not 1 <= len(item) <= 3:

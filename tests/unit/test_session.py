@@ -130,3 +130,20 @@ def test_public_api_is_pinned():
         obj = getattr(actorq, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, actorq.ActorqError)
+
+
+def test_task_defaults_apply_unless_the_submit_overrides_them():
+    from actorq import task
+
+    @task(queue="reports", priority=7)
+    def report():
+        return None
+
+    s = welcomed()
+    by_function = s.build(report, (), None, None, None)
+    assert by_function.name == report.actorq_name
+    assert (by_function.queue, by_function.priority) == ("reports", 7)
+    overridden = s.build(report.actorq_name, (), None, "urgent", 0)
+    assert (overridden.queue, overridden.priority) == ("urgent", 0)
+    unknown_here = s.build("elsewhere:f", (), None, None, None)
+    assert (unknown_here.queue, unknown_here.priority) == ("default", 0)
