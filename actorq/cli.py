@@ -27,25 +27,30 @@ def _setup_logging(level: str, role: str) -> None:
     )
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from . import config, node
+def _load_config(path: str):
+    """The validated config, or None after printing why it is unusable."""
+    from . import config
 
     try:
-        cfg = config.load(args.config)
+        return config.load(path)
     except config.ConfigError as exc:
         print(f"actorq: config error: {exc}", file=sys.stderr)
+        return None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import node
+
+    cfg = _load_config(args.config)
+    if cfg is None:
         return EXIT_CONFIG
     _setup_logging(cfg.node.log_level, "node")
     return node.run(cfg, args.ready_file)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from . import config
-
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        print(f"actorq: config error: {exc}", file=sys.stderr)
+    cfg = _load_config(args.config)
+    if cfg is None:
         return EXIT_CONFIG
     print(f"{args.config}: ok ({'broker, ' if cfg.broker else ''}"
           f"{'http, ' if cfg.http else ''}{len(cfg.pools)} pool(s))")

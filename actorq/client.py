@@ -21,7 +21,7 @@ import zmq
 from . import actor
 from . import protocol as p
 from .errors import BrokerUnavailable, ResultTimeout, TaskNotFound
-from .session import PING_INTERVAL_S, HandleBase, Request, Session
+from .session import PING_INTERVAL_S, HandleBase, Request, Session, collect
 
 DRAIN_MAX = 5000  # inbound frames handled per wake-up before sending again
 
@@ -218,15 +218,7 @@ class Client:
         """Wait for all handles; results in the same order. Raises the first failure
         unless `return_exceptions`, which puts exceptions in the list instead."""
         self._wait_done(handles, _deadline(timeout))
-        out = []
-        for h in handles:
-            try:
-                out.append(h._value())
-            except Exception as exc:
-                if not return_exceptions:
-                    raise
-                out.append(exc)
-        return out
+        return collect(handles, return_exceptions)
 
     def handle(self, task_id: str) -> TaskHandle:
         """A handle for a task submitted elsewhere; its result() waits as usual."""
@@ -474,15 +466,7 @@ class AsyncClient:
                      return_exceptions: bool = False) -> list[Any]:
         """As Client.gather()."""
         await self._wait_done(handles, timeout)
-        out = []
-        for h in handles:
-            try:
-                out.append(h._value())
-            except Exception as exc:
-                if not return_exceptions:
-                    raise
-                out.append(exc)
-        return out
+        return collect(handles, return_exceptions)
 
     def handle(self, task_id: str) -> AsyncTaskHandle:
         h = AsyncTaskHandle(task_id, self)

@@ -76,6 +76,19 @@ class HandleBase:
         return f"<{type(self).__name__} {self.id} {state}>"
 
 
+def collect(handles: Iterable[HandleBase], return_exceptions: bool) -> list[Any]:
+    """Results of settled handles in order; the first failure raises unless collected."""
+    out = []
+    for h in handles:
+        try:
+            out.append(h._value())
+        except Exception as exc:
+            if not return_exceptions:
+                raise
+            out.append(exc)
+    return out
+
+
 class Request:
     """A request awaiting its reply (status, cancel, stats)."""
 
