@@ -2,71 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 20.0
-
-
-def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: float = 0.02,
-               message: str = "condition") -> object:
-    """Poll `predicate` until it returns something truthy; fail after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} not met within {timeout_s} s")
-        time.sleep(interval_s)
-
-
-def session_pids(sid: int) -> list[int]:
-    """Every live process in session `sid` (zombies excluded)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
-
-
-def kill_session(sid: int) -> None:
-    for pid in session_pids(sid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def pid_of(name_part: str, sid: int) -> list[int]:
-    """Pids in the session whose command line contains name_part."""
-    found = []
-    for pid in session_pids(sid):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if name_part in cmd:
-            found.append(pid)
-    return found
+from actorq.testing import (  # noqa: F401  (re-exported for the tests)
+    ROOT,
+    NodeProcess as Node,
+    kill_session,
+    pid_of,
+    session_pids,
+    wait_until,
+)
 
 
 BASE_CONFIG = """

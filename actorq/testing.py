@@ -1,0 +1,152 @@
+"""Run real nodes from Python: for the test suite and the benchmark harness.
+
+`NodeProcess(config_text, workdir)` starts `actorq run` in its own session,
+waits for its ready file and knows its endpoints; `cleanup()` stops it and
+reports any process that outlived a graceful stop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 20.0
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: float = 0.02,
+               message: str = "condition") -> object:
+    """Poll `predicate` until it returns something truthy; fail after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} not met within {timeout_s} s")
+        time.sleep(interval_s)
+
+
+def session_pids(sid: int) -> list[int]:
+    """Every live process in session `sid` (zombies excluded)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_session(sid: int) -> None:
+    for pid in session_pids(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def pid_of(name_part: str, sid: int) -> list[int]:
+    """Pids in the session whose command line contains name_part."""
+    found = []
+    for pid in session_pids(sid):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if name_part in cmd:
+            found.append(pid)
+    return found
+
+
+class NodeProcess:
+    """A running `actorq run` in its own session."""
+
+    def __init__(self, config_text: str, tmp: Path, name: str, cwd: Path = ROOT,
+                 env: dict[str, str] | None = None) -> None:
+        self.dir = tmp / name
+        self.dir.mkdir()
+        self.config_path = self.dir / "node.toml"
+        self.config_path.write_text(config_text)
+        self.ready_path = self.dir / "ready.json"
+        self.log_path = self.dir / "node.log"
+        env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "actorq", "run", str(self.config_path),
+             "--ready-file", str(self.ready_path)],
+            cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.sid = self.proc.pid
+        self.info = self._wait_ready()
+
+    def _wait_ready(self) -> dict:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self.ready_path.exists():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"node exited with {self.proc.returncode} before ready:\n"
+                                     f"{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"node not ready in {READY_TIMEOUT_S} s:\n{self.log()}")
+            time.sleep(0.02)
+        return json.loads(self.ready_path.read_text())
+
+    @property
+    def broker(self) -> str:
+        return self.info["broker"]
+
+    @property
+    def worker_bind(self) -> str:
+        return self.info["worker_bind"]
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.info['http']}"
+
+    def actor_pid(self, name: str) -> int:
+        return self.info["actors"][name]
+
+    def worker_pids(self) -> list[int]:
+        return pid_of("_actor worker", self.sid)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout_s: float = STOP_TIMEOUT_S,
+                  signum: int = signal.SIGTERM) -> int | None:
+        """Signal the node's process group, as a terminal or service manager would, and
+        wait; returns its exit code."""
+        if self.proc.poll() is None:
+            os.killpg(self.sid, signum)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+        return self.proc.poll()
+
+    def cleanup(self) -> list[int]:
+        """Stop everything; returns pids that outlived a graceful stop (a leak)."""
+        self.terminate()
+        leaked = [] if self.proc.poll() is None else session_pids(self.sid)
+        if leaked:  # give just-exiting children a moment before calling it a leak
+            time.sleep(1.0)
+            leaked = session_pids(self.sid)
+        kill_session(self.sid)
+        if self.proc.poll() is None:
+            self.proc.wait(5)
+        self._log.close()
+        return leaked

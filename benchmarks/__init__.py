@@ -1,0 +1,1 @@
+"""The benchmark harness: `bin/bench` (python -m benchmarks). Numbers, never assertions."""

@@ -1,0 +1,246 @@
+"""The workloads. Each starts the system under test itself and returns its figures.
+
+Every workload returns a list of Figure rows; none asserts anything. Sizes come
+from a Scale, so `--quick` runs the same code on smaller numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from actorq import Client
+from actorq.testing import ROOT, NodeProcess, pid_of, wait_until
+
+NOOP = "actorq.demo:noop"
+SPIN = "actorq.demo:spin"
+ASYNC_SLEEP = "actorq.demo:async_sleep"
+
+
+class Figure(msgspec.Struct):
+    workload: str
+    metric: str
+    value: float
+    unit: str
+    target: str = ""  # e.g. ">= 125000"
+    met: bool | None = None
+
+
+def figure(workload: str, metric: str, value: float, unit: str, op: str = "",
+           goal: float | None = None) -> Figure:
+    if goal is None:
+        return Figure(workload, metric, value, unit)
+    met = value >= goal if op == ">=" else value <= goal
+    return Figure(workload, metric, value, unit, f"{op} {goal:g}", met)
+
+
+@dataclass(frozen=True)
+class Scale:
+    batch_tasks: int
+    single_tasks: int
+    latency_samples: int
+    cpu_tasks_per_worker: int
+    backlog_tasks: int
+    many_workers: tuple[int, ...]
+    many_worker_tasks: int
+
+
+FULL = Scale(200_000, 50_000, 5_000, 400, 1_000_000, (2, 50, 500), 100_000)
+QUICK = Scale(50_000, 10_000, 1_000, 100, 100_000, (2, 50), 20_000)
+
+
+def node_toml(*, workers: int = 2, prefetch: int = 0, concurrency: int = 1,
+              pools: bool = True, broker: str = "") -> str:
+    text = ""
+    if not broker:
+        text += ('[node]\nshutdown_grace = 5\n[broker]\nbind = "tcp://127.0.0.1:*"\n'
+                 'worker_bind = "tcp://127.0.0.1:*"\n')
+    if pools:
+        text += (f'[[pools]]\nname = "bench"\nworkers = {workers}\nconcurrency = {concurrency}\n'
+                 f'prefetch = {prefetch}\ntasks = ["actorq.demo"]\n')
+        if broker:
+            text += f'broker = "{broker}"\n'
+    return text
+
+
+@contextmanager
+def running(config: str, name: str = "node") -> Iterator[NodeProcess]:
+    with tempfile.TemporaryDirectory(prefix="actorq-bench-") as tmp:
+        node = NodeProcess(config, Path(tmp), name)
+        try:
+            yield node
+        finally:
+            node.cleanup()
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+# Throughput workloads give each worker this much prefetch: a worker holding only
+# one task waits a full round trip between tasks. Latency workloads use the default.
+THROUGHPUT_PREFETCH = 256
+
+
+def throughput_batch(scale: Scale) -> list[Figure]:
+    with running(node_toml(prefetch=THROUGHPUT_PREFETCH)) as node, Client(node.broker) as c:
+        c.gather(c.submit_many([(NOOP, ())] * 2000), timeout=60)  # warm up
+        t0 = time.perf_counter()
+        handles = c.submit_many([(NOOP, ())] * scale.batch_tasks)
+        c.gather(handles, timeout=600)
+        rate = scale.batch_tasks / (time.perf_counter() - t0)
+    return [figure("throughput-batch", f"{scale.batch_tasks} no-op tasks, submit_many",
+                   rate, "tasks/s", ">=", 125_000)]
+
+
+def throughput_single(scale: Scale) -> list[Figure]:
+    with running(node_toml(prefetch=THROUGHPUT_PREFETCH)) as node, Client(node.broker) as c:
+        c.gather([c.submit(NOOP) for _ in range(2000)], timeout=60)
+        t0 = time.perf_counter()
+        handles = [c.submit(NOOP) for _ in range(scale.single_tasks)]
+        c.gather(handles, timeout=600)
+        rate = scale.single_tasks / (time.perf_counter() - t0)
+    return [figure("throughput-single", f"{scale.single_tasks} no-op tasks, one submit each",
+                   rate, "tasks/s", ">=", 20_000)]
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency(scale: Scale) -> list[Figure]:
+    with running(node_toml()) as node, Client(node.broker) as c:
+        for _ in range(200):
+            c.submit(NOOP).result(timeout=10)
+        samples = []
+        for _ in range(scale.latency_samples):
+            t0 = time.perf_counter()
+            c.submit(NOOP).result(timeout=10)
+            samples.append((time.perf_counter() - t0) * 1000)
+    return [
+        figure("latency", "round trip p50", percentile(samples, 0.50), "ms", "<=", 0.5),
+        figure("latency", "round trip p99", percentile(samples, 0.99), "ms", "<=", 1.5),
+        figure("latency", "round trip p99.9", percentile(samples, 0.999), "ms"),
+        figure("latency", "round trip mean", statistics.fmean(samples), "ms"),
+    ]
+
+
+def cpu(scale: Scale) -> list[Figure]:
+    figures = []
+    task_ms = 5.0
+    for workers in (1, 2):
+        n = scale.cpu_tasks_per_worker * workers
+        with running(node_toml(workers=workers)) as node, Client(node.broker) as c:
+            c.gather(c.submit_many([(SPIN, (task_ms,))] * (10 * workers)), timeout=60)
+            t0 = time.perf_counter()
+            c.gather(c.submit_many([(SPIN, (task_ms,))] * n), timeout=600)
+            elapsed = time.perf_counter() - t0
+        ideal = n * task_ms / 1000 / workers
+        figures.append(figure("cpu", f"{n} x 5 ms on {workers} worker(s): efficiency",
+                              100 * ideal / elapsed, "%", ">=", 90 if workers == 2 else None))
+    return figures
+
+
+def backlog(scale: Scale) -> list[Figure]:
+    n = scale.backlog_tasks
+    with running(node_toml(pools=False)) as node, Client(node.broker) as c:
+        broker_pid = node.actor_pid("broker")
+        before = rss_bytes(broker_pid)
+        t0 = time.perf_counter()
+        chunk = 50_000
+        handles = []
+        for start in range(0, n, chunk):
+            handles += c.submit_many([(NOOP, ())] * min(chunk, n - start))
+        c.flush(timeout=600)
+        submit_rate = n / (time.perf_counter() - t0)
+        wait_until(lambda: sum(c.stats().queue_depth.values()) == n, 60)
+        rss = rss_bytes(broker_pid)
+        with running(node_toml(prefetch=THROUGHPUT_PREFETCH, broker=node.worker_bind),
+                     "workers"):
+            t1 = time.perf_counter()
+            c.gather(handles, timeout=1200)
+            drain_rate = n / (time.perf_counter() - t1)
+    per_task = (rss - before) / n
+    rss_at_1m = before + per_task * 1_000_000  # exact for the full run, projected for --quick
+    return [
+        figure("backlog", f"submit {n} with no consumer", submit_rate, "tasks/s"),
+        figure("backlog", f"broker RSS with {n} queued", rss / 2**20, "MB"),
+        figure("backlog", "broker RSS at 1,000,000 queued" +
+               ("" if n == 1_000_000 else " (projected)"), rss_at_1m / 2**20, "MB", "<=", 300),
+        figure("backlog", "broker memory per queued task", per_task, "bytes"),
+        figure("backlog", "drain rate, 2 workers", drain_rate, "tasks/s"),
+    ]
+
+
+def many_workers(scale: Scale) -> list[Figure]:
+    figures = []
+    rates = {}
+    for n_workers in scale.many_workers:
+        with running(node_toml(pools=False)) as node, Client(node.broker) as c:
+            fake = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.fake_workers", node.worker_bind,
+                 str(n_workers), "8"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            try:
+                fake.stdout.readline()
+                wait_until(lambda: c.stats().workers_alive.get("fake") == n_workers, 60)
+                c.gather(c.submit_many([(NOOP, ())] * 2000), timeout=60)
+                t0 = time.perf_counter()
+                c.gather(c.submit_many([(NOOP, ())] * scale.many_worker_tasks), timeout=600)
+                rates[n_workers] = scale.many_worker_tasks / (time.perf_counter() - t0)
+            finally:
+                fake.send_signal(signal.SIGTERM)
+                fake.wait(10)
+        figures.append(figure("many-workers", f"dispatch rate, {n_workers} workers",
+                              rates[n_workers], "tasks/s"))
+    base, top = min(rates), max(rates)
+    figures.append(figure("many-workers", f"{top} workers vs {base}",
+                          100 * rates[top] / rates[base], "%", ">=", 80))
+    return figures
+
+
+def recovery(scale: Scale) -> list[Figure]:
+    with running(node_toml(workers=2, concurrency=4)) as node, Client(node.broker) as c:
+        handles = c.submit_many([(ASYNC_SLEEP, (0.5,))] * 8)
+        infos = wait_until(lambda: (i := [c.status(h.id) for h in handles]) and
+                           all(x.state == "running" for x in i) and i, 10)
+        victim = infos[0].worker
+        held = [x.id for x in infos if x.worker == victim]
+        pid = pid_of(f'"worker_id":"{victim}"', node.sid)[0]
+        t0 = time.perf_counter()
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: all(c.status(t).attempts == 2 for t in held), 10, interval_s=0.001)
+        requeued = time.perf_counter() - t0
+        c.gather([h for h in handles if h.id in held], timeout=30)
+        completed = time.perf_counter() - t0
+    return [
+        figure("recovery", f"SIGKILL to all {len(held)} held tasks running elsewhere",
+               requeued * 1000, "ms", "<=", 1000),
+        figure("recovery", "SIGKILL to all held tasks completed (0.5 s tasks)",
+               completed * 1000, "ms"),
+    ]
+
+
+WORKLOADS: dict[str, Callable[[Scale], list[Figure]]] = {
+    "throughput-batch": throughput_batch,
+    "throughput-single": throughput_single,
+    "latency": latency,
+    "cpu": cpu,
+    "backlog": backlog,
+    "many-workers": many_workers,
+    "recovery": recovery,
+}
