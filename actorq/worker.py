@@ -3,8 +3,10 @@
 - asyncio on uvloop. The DEALER socket's FD is watched with add_reader; ZeroMQ's FD
   is edge-triggered, so every wake-up drains the socket and every send re-checks
   it (a send can consume the edge that announced an incoming message).
-- `async def` tasks run on the loop; plain functions run on `concurrency` runner
-  threads, so a long plain function never stops the heartbeat.
+- `async def` tasks run on the loop, up to `concurrency` at once; plain functions
+  run on `concurrency` runner threads, so a long plain function never stops the
+  heartbeat. Runner threads take leases straight from a shared deque (an atomic
+  popleft) and are woken once per batch, not handed one task at a time.
 - Completions are batched: whatever finished while the loop was busy goes out in
   one Report. Each result returns one unit of credit to the broker.
 - SIGTERM drains: leases not yet started are handed back, running ones finish,
@@ -17,7 +19,6 @@ import asyncio
 import importlib
 import logging
 import os
-import queue
 import signal
 import socket
 import threading
@@ -66,8 +67,8 @@ class Worker:
         self.liveness = 3
         self.instance: str | None = None
         self.last_heard = time.monotonic()
-        self.held = 0  # leases held: buffered + running
-        self.running = 0
+        self.held = 0  # leases held: buffered, waiting for a runner, or running
+        self.running_async = 0
         self.buffer: deque[p.Lease] = deque()
         self.stopping = False
         self.done = asyncio.Event()
@@ -78,7 +79,9 @@ class Worker:
         self._threaded_scheduled = False
         self._loop_results: list[p.Result] = []
         self._loop_scheduled = False
-        self._inbox: queue.SimpleQueue[tuple[p.Lease, TaskDef] | None] = queue.SimpleQueue()
+        self._sync: deque[tuple[p.Lease, TaskDef]] = deque()  # plain-function leases to run
+        self._sync_ready = threading.Condition()
+        self._runners_stop = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -149,21 +152,36 @@ class Worker:
     # ---- running tasks ---------------------------------------------------------------
 
     def _start_ready(self) -> None:
-        while self.buffer and self.running < self.slots and not self.stopping:
-            lease = self.buffer.popleft()
-            self.running += 1
-            tdef = self.allowed.get(lease.name)
+        """Move buffered leases to where they run: runner threads or the loop."""
+        if self.stopping:
+            return
+        buffer = self.buffer
+        allowed = self.allowed
+        handed_to_runners = False
+        while buffer:
+            lease = buffer[0]
+            tdef = allowed.get(lease.name)
             if tdef is None:
+                buffer.popleft()
                 self._complete(p.Result(
                     lease.id, lease.token, False, None,
                     f"UnknownTask: {lease.name!r} is not a task registered by this pool's "
                     f"modules ({', '.join(self.pool.tasks)})"))
             elif tdef.is_async:
+                if self.running_async >= self.slots:
+                    break  # async slots full; everything behind waits its turn (FIFO)
+                buffer.popleft()
+                self.running_async += 1
                 t = self._loop.create_task(self._run_async(lease, tdef))
                 self._tasks.add(t)
                 t.add_done_callback(self._tasks.discard)
             else:
-                self._inbox.put((lease, tdef))
+                buffer.popleft()
+                self._sync.append((lease, tdef))
+                handed_to_runners = True
+        if handed_to_runners:
+            with self._sync_ready:
+                self._sync_ready.notify(self.slots)
 
     def _encode_value(self, lease: p.Lease, value: Any, t0: float) -> p.Result:
         try:
@@ -180,12 +198,18 @@ class Worker:
 
     def _runner(self) -> None:
         """A runner thread: plain functions, one at a time per thread."""
-        inbox = self._inbox
+        work = self._sync
+        ready = self._sync_ready
         while True:
-            item = inbox.get()
-            if item is None:
-                return
-            lease, tdef = item
+            try:
+                lease, tdef = work.popleft()
+            except IndexError:
+                with ready:
+                    while not work and not self._runners_stop:
+                        ready.wait()
+                if self._runners_stop:
+                    return
+                continue
             t0 = time.perf_counter()
             try:
                 args, kwargs = decode_args(lease.payload)
@@ -222,13 +246,13 @@ class Worker:
     def _collect_loop(self) -> None:
         self._loop_scheduled = False
         results, self._loop_results = self._loop_results, []
+        self.running_async -= len(results)
         self._finished(results)
 
     def _finished(self, results: list[p.Result]) -> None:
         if not results:
             return
         n = len(results)
-        self.running -= n
         self.held -= n
         self.completed += n
         for r in results:
@@ -238,7 +262,7 @@ class Worker:
                          self.spec.worker_id, r.error)
         self._send(p.Report(results))
         self._start_ready()
-        if self.stopping and self.running == 0:
+        if self.stopping and self.held == 0:
             self.done.set()
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -249,11 +273,16 @@ class Worker:
         self.stopping = True
         released = [lease.id for lease in self.buffer]
         self.buffer.clear()
+        while True:  # plain-function leases no runner has taken yet
+            try:
+                released.append(self._sync.popleft()[0].id)
+            except IndexError:
+                break
         self.held -= len(released)
         log.info("worker %s draining: handing back %d lease(s), waiting for %d running",
-                 self.spec.worker_id, len(released), self.running)
+                 self.spec.worker_id, len(released), self.held)
         self._send(p.Goodbye(released=released))
-        if self.running == 0:
+        if self.held == 0:
             self.done.set()
 
     async def _heartbeat(self) -> None:
@@ -276,8 +305,9 @@ class Worker:
         beat = loop.create_task(self._heartbeat())
         await self.done.wait()
         beat.cancel()
-        for _ in range(self.slots):
-            self._inbox.put(None)
+        with self._sync_ready:
+            self._runners_stop = True
+            self._sync_ready.notify_all()
         loop.remove_reader(self.sock.getsockopt(zmq.FD))
         log.info("worker %s stopping: completed=%d failed=%d", self.spec.worker_id,
                  self.completed, self.failed)
