@@ -38,6 +38,7 @@ class SubmitRejected(ActorqError):
 
     def __init__(self, code: str, message: str, task_id: str | None = None) -> None:
         self.code = code
+        self.message = message
         self.task_id = task_id
         super().__init__(f"{code}: {message}")
 

@@ -39,13 +39,12 @@ SILENCE_LIMIT_S = 30.0  # a broker silent this long fails every wait with Broker
 class HandleBase:
     """What every task handle holds: the id and, once known, how the task ended."""
 
-    __slots__ = ("id", "_outcome", "_error", "_acked_by", "_future", "__weakref__")
+    __slots__ = ("id", "_outcome", "_error", "_future", "__weakref__")
 
     def __init__(self, task_id: str) -> None:
         self.id = task_id
         self._outcome: p.Outcome | None = None
         self._error: Exception | None = None  # a failure of the submission itself
-        self._acked_by: str | None = None
         self._future: Any = None  # AsyncClient's waiter, made on first await
 
     @property
@@ -122,12 +121,15 @@ class Session:
 
     # ---- building submissions ------------------------------------------------------
 
-    def new_id(self) -> str:
-        return f"{int(time.time() * 1000):011x}-{self.prefix}-{next(self._counter):x}"
+    def _id_base(self) -> str:
+        return f"{int(time.time() * 1000):011x}-{self.prefix}-"
 
-    def build(self, name: Any, args: Any, kwargs: dict | None, queue: str | None,
-              priority: int | None) -> p.TaskSpec:
-        """Validate and encode one submission; raises before anything is sent.
+    def new_id(self) -> str:
+        # The zero-padded counter keeps ids of one millisecond in submission order.
+        return f"{self._id_base()}{next(self._counter):010x}"
+
+    def _options(self, name: Any, queue: str | None, priority: int | None) -> tuple[str, str, int]:
+        """Validate a submission's name, queue and priority, filling in @task defaults.
 
         `name` may be the @task function itself. A queue or priority of None takes
         the task's @task default when this process has the task registered (its
@@ -147,6 +149,9 @@ class Session:
             raise SubmitRejected("bad_option", "queue must be a non-empty string")
         if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 255:
             raise SubmitRejected("bad_option", f"priority must be an int in 0..255, got {priority!r}")
+        return name, queue, priority
+
+    def _payload(self, args: Any, kwargs: dict | None) -> bytes:
         if args is None:
             args = ()
         elif not isinstance(args, (tuple, list)):
@@ -157,19 +162,40 @@ class Session:
         if len(payload) > self.max_payload_bytes:
             raise SubmitRejected("too_large", f"arguments encode to {len(payload)} bytes, over "
                                  f"the broker's {self.max_payload_bytes}-byte limit")
-        return p.TaskSpec(self.new_id(), name, payload, queue, priority)
+        return payload
+
+    def build(self, name: Any, args: Any, kwargs: dict | None, queue: str | None,
+              priority: int | None) -> p.TaskSpec:
+        """Validate and encode one submission; raises before anything is sent."""
+        name, queue, priority = self._options(name, queue, priority)
+        return p.TaskSpec(self.new_id(), name, self._payload(args, kwargs), queue, priority)
 
     def build_many(self, items: Iterable[tuple], queue: str | None,
                    priority: int | None) -> list[p.TaskSpec]:
+        """Validate and encode every item before any is queued; errors name the item."""
         specs = []
+        resolved: dict[Any, tuple[str, str, int]] = {}  # options once per distinct name
+        base = self._id_base()
+        counter = self._counter
+        Spec = p.TaskSpec
         for i, item in enumerate(items):
-            if not isinstance(item, tuple) or not 1 <= len(item) <= 3:
-                raise TypeError(f"item {i}: expected (name, args) or (name, args, kwargs), "
-                                f"got {item!r}")
-            name = item[0]
-            args = item[1] if len(item) > 1 else ()
-            kwargs = item[2] if len(item) > 2 else None
-            specs.append(self.build(name, args, kwargs, queue, priority))
+            try:
+                if not isinstance(item, tuple) or not 1 <= len(item) <= 3:
+                    raise TypeError(f"expected (name, args) or (name, args, kwargs), "
+                                    f"got {item!r}")
+                fn = item[0]
+                opts = resolved.get(fn) if isinstance(fn, str) else None
+                if opts is None:
+                    opts = self._options(fn, queue, priority)
+                    if isinstance(fn, str):
+                        resolved[fn] = opts
+                payload = self._payload(item[1] if len(item) > 1 else (),
+                                        item[2] if len(item) > 2 else None)
+            except TypeError as exc:
+                raise TypeError(f"item {i}: {exc}") from None
+            except SubmitRejected as exc:
+                raise SubmitRejected(exc.code, f"item {i}: {exc.message}") from None
+            specs.append(Spec(f"{base}{next(counter):010x}", opts[0], payload, opts[1], opts[2]))
         return specs
 
     def add(self, spec: p.TaskSpec, handle: HandleBase) -> None:
@@ -197,6 +223,13 @@ class Session:
         outbox = self.outbox
         budget = self.max_payload_bytes
         while outbox:
+            n = min(len(outbox), SUBMIT_BATCH)
+            batch = [outbox.popleft() for _ in range(n)]
+            if sum(len(s.payload) + len(s.name) for s in batch) + n * SUBMIT_OVERHEAD_BYTES <= budget:
+                out.append(p.encode(p.Submit(batch)))
+                continue
+            # Large payloads: split so every message stays under the broker's limit.
+            outbox.extendleft(reversed(batch))
             batch = []
             size = 0
             while outbox and len(batch) < SUBMIT_BATCH:
@@ -231,14 +264,12 @@ class Session:
                         self.unacked.pop(out.id, None)
                         self._done(h)
             case p.Accepted(ids=ids, instance=instance):
+                # Checked before the ids are applied: at an instance change, every handle
+                # no longer unacked was acknowledged by the old broker.
                 self._check_instance(instance)
-                unacked = self.unacked
-                handles = self.handles
+                pop = self.unacked.pop
                 for tid in ids:
-                    unacked.pop(tid, None)
-                    h = handles.get(tid)
-                    if h is not None:
-                        h._acked_by = instance
+                    pop(tid, None)
             case p.Rejected(items=items):
                 for r in items:
                     self.unacked.pop(r.id, None)
@@ -275,7 +306,7 @@ class Session:
         # rather than let anyone wait forever. Submissions it never acknowledged are
         # sent again (ids make that idempotent).
         for tid, h in list(self.handles.items()):
-            if h._acked_by is not None and h._acked_by != instance:
+            if tid not in self.unacked:
                 del self.handles[tid]
                 h._error = BrokerUnavailable(
                     f"the broker restarted (instance {old} -> {instance}) and task {tid} "

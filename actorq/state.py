@@ -32,6 +32,7 @@ DURATION_BUCKETS_S = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 
 
 QUEUED = TaskState.QUEUED
 RUNNING = TaskState.RUNNING
+SUCCEEDED = TaskState.SUCCEEDED
 
 
 class Task(msgspec.Struct, gc=False):
@@ -213,6 +214,10 @@ class BrokerState:
         if accepted is None:
             accepted = self.outbox.accepted[peer] = []
         tasks = self.tasks
+        queues = self.queues
+        depth = self.depth
+        max_payload = self.max_payload_bytes
+        added = 0
         for spec in specs:
             tid = spec.id
             existing = tasks.get(tid)
@@ -222,18 +227,26 @@ class BrokerState:
                 accepted.append(tid)
                 self._add_watcher(existing, peer)
                 continue
-            problem = self._validate(spec)
-            if problem is not None:
-                self._reject(peer, tid, *problem)
+            name, queue, priority = spec.name, spec.queue, spec.priority
+            # One cheap test on the hot path; the detailed one only when it fails.
+            if (self.draining or len(spec.payload) > max_payload or ":" not in name or not queue
+                    or not 0 <= priority <= MAX_PRIORITY or not 0 < len(tid) <= MAX_ID_LENGTH):
+                self._reject(peer, tid, *self._validate(spec))
                 continue
-            task = Task(tid, spec.name, spec.payload, spec.queue, spec.priority, QUEUED, wall,
-                        watchers=[peer])
+            task = Task(tid, name, spec.payload, queue, priority, QUEUED, wall, watchers=[peer])
             tasks[tid] = task
-            self._enqueue(task)
+            q = queues.get(queue)
+            if q is None:
+                q = queues[queue] = TaskQueue(_is_queued)
+                depth.setdefault(queue, 0)
+            q.push(task)
+            depth[queue] += 1
             accepted.append(tid)
-            self.submitted_total += 1
+            added += 1
+        self.queued += added
+        self.submitted_total += added
 
-    def _validate(self, spec: p.TaskSpec) -> tuple[str, str] | None:
+    def _validate(self, spec: p.TaskSpec) -> tuple[str, str]:
         if self.draining:
             return "draining", "the broker is shutting down and takes no new work"
         if not spec.id or len(spec.id) > MAX_ID_LENGTH:
@@ -245,9 +258,7 @@ class BrokerState:
             return "bad_option", f"task name {spec.name!r} is not of the form 'module:function'"
         if not spec.queue:
             return "bad_option", "queue must be a non-empty string"
-        if not 0 <= spec.priority <= MAX_PRIORITY:
-            return "bad_option", f"priority {spec.priority} is outside 0..{MAX_PRIORITY}"
-        return None
+        return "bad_option", f"priority {spec.priority} is outside 0..{MAX_PRIORITY}"
 
     def _enqueue(self, task: Task, front: bool = False) -> None:
         q = self.queues.get(task.queue)
@@ -414,29 +425,61 @@ class BrokerState:
 
     def _results(self, peer: bytes, worker: Worker | None, results: list[p.Result],
                  now: float) -> None:
+        # The hot path of every task: success is handled inline (the general _finish
+        # costs a call and a dict update per task), counters are added once per batch.
         tasks = self.tasks
+        workers = self.workers
         counts = self.duration_counts
+        buckets = DURATION_BUCKETS_S
+        outcomes = self.outbox.outcomes
+        finished = self._finished
+        expires = now + self.result_ttl_s
+        wall = now + self.wall_offset
+        succeeded = 0
+        duration_sum = 0.0
         for r in results:
             task = tasks.get(r.id)
             # Lease tokens, not timestamps or worker ids, decide whether a result is
             # current: a result from an attempt that was already requeued is stale,
             # unless nobody has leased the task again since (then the work is done).
-            if task is None or task.token != r.token or task.state not in (RUNNING, QUEUED):
+            if task is None or task.token != r.token:
                 self.stale_results_total += 1
                 continue
-            if task.state is QUEUED:
+            state = task.state
+            if state is QUEUED:
                 self._unqueue(task)
-            holder = self.workers.get(task.worker) if task.worker else None
-            if holder is not None:
-                holder.leased.pop(task.id, None)
-            if worker is not None:
-                worker.leased.pop(task.id, None)
-            counts[bisect.bisect_left(DURATION_BUCKETS_S, r.duration_s)] += 1
-            self.duration_sum_s += r.duration_s
-            if r.ok:
-                self._finish(task, TaskState.SUCCEEDED, now, value=r.value)
-            else:
+            elif state is not RUNNING:
+                self.stale_results_total += 1
+                continue
+            wid = task.worker
+            if wid is not None:
+                holder = worker if worker is not None and worker.ident == wid else workers.get(wid)
+                if holder is not None:
+                    holder.leased.pop(task.id, None)
+            counts[bisect.bisect_left(buckets, r.duration_s)] += 1
+            duration_sum += r.duration_s
+            if not r.ok:
                 self._finish(task, TaskState.FAILED, now, error=r.error, traceback=r.traceback)
+                continue
+            task.state = SUCCEEDED
+            task.finished_at = wall
+            task.value = r.value
+            task.payload = b""  # no retry can need it now; keeps finished tasks small
+            succeeded += 1
+            finished.append((expires, task.id))
+            watchers = task.watchers
+            if watchers:
+                outcome = p.Outcome(task.id, SUCCEEDED, r.value)
+                for client in watchers:
+                    lst = outcomes.get(client)
+                    if lst is None:
+                        outcomes[client] = [outcome]
+                    else:
+                        lst.append(outcome)
+                task.watchers = None
+        if succeeded:
+            self.finished_total[SUCCEEDED] = self.finished_total.get(SUCCEEDED, 0) + succeeded
+        self.duration_sum_s += duration_sum
 
     def _drop_worker(self, worker: Worker) -> None:
         """Forget a worker and requeue every lease it held, at the front of its priority."""
