@@ -145,10 +145,11 @@ class Broker:
         state = self.state
         lost = 0
         for task in state.tasks.values():
-            if task.watchers and task.state not in p.FINAL_STATES:
+            watchers = task.watchers
+            if watchers and task.state not in p.FINAL_STATES:
                 out = p.Outcome(task.id, "lost",
                                 error="the broker stopped and this in-memory task was lost")
-                for peer in task.watchers:
+                for peer in (watchers,) if isinstance(watchers, bytes) else watchers:
                     state.outbox.outcomes.setdefault(peer, []).append(out)
                 lost += 1
         self._flush(state.take_outbox())

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 MAX_ID_LENGTH = 128
 MAX_PRIORITY = 255
 SUPERVISOR_FORGET_LIVENESSES = 10  # a silent supervisor is forgotten after this many windows
-PURGE_BATCH = 10_000  # finished tasks purged per tick at most, so a purge never stalls the loop
+PURGE_BATCH = 10_000
+MAX_INTERNED = 10_000  # distinct task names and queue names kept as shared strings  # finished tasks purged per tick at most, so a purge never stalls the loop
 DURATION_BUCKETS_S = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0]
 
 QUEUED = TaskState.QUEUED
@@ -53,7 +54,9 @@ class Task(msgspec.Struct, gc=False):
     value: bytes | None = None
     error: str | None = None
     traceback: str | None = None
-    watchers: list[bytes] | None = None  # client routing ids to push the outcome to
+    # Client routing ids to push the outcome to: one bare id (the usual case, and 72
+    # bytes a task cheaper than a one-element list) or a list when several watch.
+    watchers: bytes | list[bytes] | None = None
 
 
 def _is_queued(task: Task) -> bool:
@@ -128,6 +131,7 @@ class BrokerState:
         self.draining = False
 
         self.tasks: dict[str, Task] = {}
+        self._strings: dict[str, str] = {}
         self.queues: dict[str, TaskQueue[Task]] = {}
         self.depth: dict[str, int] = {}  # live queued tasks per queue
         self.queued = 0
@@ -217,6 +221,9 @@ class BrokerState:
         queues = self.queues
         depth = self.depth
         max_payload = self.max_payload_bytes
+        strings = self._strings
+        if len(strings) > MAX_INTERNED:
+            strings.clear()  # a flood of distinct names must not grow this forever
         added = 0
         for spec in specs:
             tid = spec.id
@@ -233,7 +240,11 @@ class BrokerState:
                     or not 0 <= priority <= MAX_PRIORITY or not 0 < len(tid) <= MAX_ID_LENGTH):
                 self._reject(peer, tid, *self._validate(spec))
                 continue
-            task = Task(tid, name, spec.payload, queue, priority, QUEUED, wall, watchers=[peer])
+            # Every task of a batch decodes its own copy of the same name and queue
+            # strings; keeping one copy of each saves ~120 bytes per queued task.
+            name = strings.setdefault(name, name)
+            queue = strings.setdefault(queue, queue)
+            task = Task(tid, name, spec.payload, queue, priority, QUEUED, wall, watchers=peer)
             tasks[tid] = task
             q = queues.get(queue)
             if q is None:
@@ -283,7 +294,10 @@ class BrokerState:
         if task.state in p.FINAL_STATES:
             self.outbox.outcomes.setdefault(peer, []).append(self._outcome(task))
         elif task.watchers is None:
-            task.watchers = [peer]
+            task.watchers = peer
+        elif isinstance(task.watchers, bytes):
+            if task.watchers != peer:
+                task.watchers = [task.watchers, peer]
         elif peer not in task.watchers:
             task.watchers.append(peer)
 
@@ -335,7 +349,7 @@ class BrokerState:
         if watchers:
             outcome = self._outcome(task)
             outcomes = self.outbox.outcomes
-            for peer in watchers:
+            for peer in ((watchers,) if isinstance(watchers, bytes) else watchers):
                 lst = outcomes.get(peer)
                 if lst is None:
                     outcomes[peer] = [outcome]
@@ -470,7 +484,7 @@ class BrokerState:
             watchers = task.watchers
             if watchers:
                 outcome = p.Outcome(task.id, SUCCEEDED, r.value)
-                for client in watchers:
+                for client in ((watchers,) if watchers.__class__ is bytes else watchers):
                     lst = outcomes.get(client)
                     if lst is None:
                         outcomes[client] = [outcome]

@@ -1,5 +1,7 @@
 """BrokerState rules, driven with a fake clock and no sockets."""
 
+import msgspec
+
 from actorq import protocol as p
 from actorq.state import BrokerState
 
@@ -102,7 +104,6 @@ def test_resubmitting_an_id_is_a_no_op_that_acks_again():
     assert s.queued == 1 and s.submitted_total == 1
     assert s.tasks["t0"].watchers == [C, b"other"]
 
-
 def test_supervisor_report_requeues_leases_at_once_and_next_attempt_counts():
     s = fresh()
     s.on_worker(SUP, p.Hello(version=1, role="supervisor", pool="default"), 0)
@@ -198,6 +199,15 @@ def test_watch_and_query():
     (_, infos), = out.to_clients
     assert infos.items[0].state == "queued" and infos.items[1] is None
     assert s.tasks["t0"].watchers == [C, b"late"]
+
+
+def test_tasks_share_one_copy_of_their_name_and_queue():
+    s = fresh()
+    s.on_client(C, p.Submit(msgspec.msgpack.decode(
+        p.encode(p.Submit([spec(0), spec(1)])), type=p.Submit).tasks), 0)
+    a, b = s.tasks["t0"], s.tasks["t1"]
+    assert a.name is b.name and a.queue is b.queue
+    assert a.watchers == C  # a lone watcher is stored bare
 
 
 def test_finished_tasks_are_purged_after_their_ttl():
