@@ -80,10 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller sizes: under a minute")
     ap.add_argument("--only", action="append", choices=sorted(WORKLOADS),
                     help="run just this workload (repeatable)")
+    ap.add_argument("--compare", action="store_true",
+                    help="also run throughput and latency through Celery, Dramatiq, RQ and Huey "
+                    "on a local redis-server, and report actorq's ratio to the best")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
     args = ap.parse_args(argv)
     scale = QUICK if args.quick else FULL
-    names = args.only or list(WORKLOADS)
+    names = args.only or (["throughput-batch", "throughput-single", "latency"] if args.compare
+                          else list(WORKLOADS))
     console = Console(stderr=True)
     figures: list[Figure] = []
     failures: dict[str, str] = {}
@@ -99,6 +103,16 @@ def main(argv: list[str] | None = None) -> int:
                 failures[name] = traceback.format_exc()
                 console.print(f"[red]{name} failed:[/]\n{failures[name]}")
             progress.advance(bar)
+        if args.compare:
+            from .peers import compare, ratios
+
+            progress.update(bar, description="running peers")
+            peer_figures, peer_failures = compare(
+                2_000 if args.quick else 20_000, 200 if args.quick else 1_000,
+                lambda line: console.print(line))
+            figures += peer_figures
+            failures.update(peer_failures)
+            figures += ratios(figures)
     Console(width=max(Console().width, 110)).print(table(figures))
     stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
