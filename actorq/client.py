@@ -21,7 +21,7 @@ import zmq
 from . import actor
 from . import protocol as p
 from .errors import BrokerUnavailable, ResultTimeout, TaskNotFound
-from .session import PING_INTERVAL_S, HandleBase, Request, Session, collect
+from .session import PING_INTERVAL_S, PIPELINE_CHUNK, HandleBase, Request, Session, collect
 
 DRAIN_MAX = 5000  # inbound frames handled per wake-up before sending again
 
@@ -203,14 +203,17 @@ class Client:
         Every item is validated and encoded before any is sent, so a bad item
         raises without submitting the others.
         """
-        specs = self._session.build_many(items, queue, priority)
-        handles = []
         session = self._session
-        for spec in specs:
-            h = TaskHandle(spec.id, self)
-            session.add(spec, h)
-            handles.append(h)
-        self._wake()
+        prepared = session.prepare_many(items, queue, priority)  # every item valid, or raise
+        handles: list[TaskHandle] = []
+        # Nothing below can fail, so the sender may start on the first chunk while
+        # the rest are still being turned into specs and handles.
+        for start in range(0, len(prepared), PIPELINE_CHUNK):
+            for spec in session.specs(prepared[start:start + PIPELINE_CHUNK]):
+                h = TaskHandle(spec.id, self)
+                session.add(spec, h)
+                handles.append(h)
+            self._wake()
         return handles
 
     def gather(self, handles: Sequence[TaskHandle], timeout: float | None = None,

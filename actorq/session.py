@@ -31,6 +31,7 @@ from .errors import (
 from .tasks import decode_result, encode_args, lookup
 
 SUBMIT_BATCH = 1000  # tasks per Submit message at most
+PIPELINE_CHUNK = 5000  # submit_many hands this many tasks at a time to the sender
 SUBMIT_OVERHEAD_BYTES = 128  # per task, beyond its payload, when sizing a batch
 PING_INTERVAL_S = 1.0  # how often a client checks the broker is there and unchanged
 SILENCE_LIMIT_S = 30.0  # a broker silent this long fails every wait with BrokerUnavailable
@@ -170,14 +171,12 @@ class Session:
         name, queue, priority = self._options(name, queue, priority)
         return p.TaskSpec(self.new_id(), name, self._payload(args, kwargs), queue, priority)
 
-    def build_many(self, items: Iterable[tuple], queue: str | None,
-                   priority: int | None) -> list[p.TaskSpec]:
-        """Validate and encode every item before any is queued; errors name the item."""
-        specs = []
+    def prepare_many(self, items: Iterable[tuple], queue: str | None,
+                     priority: int | None) -> list[tuple[tuple[str, str, int], bytes]]:
+        """Validate and encode every item: the only step of a batch submission that can
+        fail, so a bad item raises before anything is queued. Errors name the item."""
+        prepared = []
         resolved: dict[Any, tuple[str, str, int]] = {}  # options once per distinct name
-        base = self._id_base()
-        counter = self._counter
-        Spec = p.TaskSpec
         for i, item in enumerate(items):
             try:
                 if not isinstance(item, tuple) or not 1 <= len(item) <= 3:
@@ -195,8 +194,21 @@ class Session:
                 raise TypeError(f"item {i}: {exc}") from None
             except SubmitRejected as exc:
                 raise SubmitRejected(exc.code, f"item {i}: {exc.message}") from None
-            specs.append(Spec(f"{base}{next(counter):010x}", opts[0], payload, opts[1], opts[2]))
-        return specs
+            prepared.append((opts, payload))
+        return prepared
+
+    def specs(self, prepared: list[tuple[tuple[str, str, int], bytes]]) -> list[p.TaskSpec]:
+        """Task specs (with ids) for prepared items; cannot fail."""
+        base = self._id_base()
+        counter = self._counter
+        Spec = p.TaskSpec
+        return [Spec(f"{base}{next(counter):010x}", name, payload, queue, priority)
+                for (name, queue, priority), payload in prepared]
+
+    def build_many(self, items: Iterable[tuple], queue: str | None,
+                   priority: int | None) -> list[p.TaskSpec]:
+        """Validate and encode every item before any is queued; errors name the item."""
+        return self.specs(self.prepare_many(items, queue, priority))
 
     def add(self, spec: p.TaskSpec, handle: HandleBase) -> None:
         self.handles[spec.id] = handle
