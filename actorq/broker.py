@@ -126,6 +126,11 @@ class Broker:
             return
         send, clients, workers = self._send, self.clients, self.workers
         instance = self.state.instance
+        # Workers first: a dispatch is on the latency path of a task, an ack is not.
+        for peer, leases in out.dispatch.items():
+            send(workers, peer, p.Dispatch(leases))
+        for peer, msg in out.to_workers:
+            send(workers, peer, msg)
         for peer, ids in out.accepted.items():
             if ids:
                 send(clients, peer, p.Accepted(ids, instance))
@@ -135,10 +140,6 @@ class Broker:
             send(clients, peer, p.Outcomes(outcomes))
         for peer, msg in out.to_clients:
             send(clients, peer, msg)
-        for peer, leases in out.dispatch.items():
-            send(workers, peer, p.Dispatch(leases))
-        for peer, msg in out.to_workers:
-            send(workers, peer, msg)
 
     def _stop(self) -> None:
         """Answer everything pending: clients waiting on tasks this broker will forget hear so."""

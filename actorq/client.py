@@ -125,7 +125,8 @@ class Client:
             # point writes the pipe again, so nothing is left waiting.
             self._wake_armed = False
             now = time.monotonic()
-            got = False
+            had_unacked = bool(session.unacked)
+            instance = session.instance
             for _ in range(DRAIN_MAX):
                 try:
                     data = sock.recv(zmq.NOBLOCK)
@@ -136,7 +137,6 @@ class Client:
                 except msgspec.DecodeError:
                     continue  # never from a real broker; nothing to answer
                 session.on_message(msg, now)
-                got = True
             session.check_silence(now)
             pending.extend(session.take_messages(now))
             while pending:
@@ -145,7 +145,13 @@ class Client:
                 except zmq.Again:
                     break  # high-water mark: try again on the next turn
                 pending.pop(0)
-            if got or session.completed or session.answered:
+            # Wake callers only when something they wait for happened: a handle settled,
+            # a reply came, the last submission was acknowledged (flush), or the broker
+            # answered for the first time or as a new instance (connect). Waking them
+            # for every ack would cost a GIL hand-off per round trip.
+            settled = bool(session.completed or session.answered)
+            if (settled or (had_unacked and not session.unacked)
+                    or session.instance != instance):
                 session.completed.clear()
                 session.answered.clear()
                 with self._cond:
@@ -253,7 +259,8 @@ class Client:
                 raise ResultTimeout(f"{len(self._session.unacked)} submission(s) not "
                                     "acknowledged in time")
             with self._cond:
-                self._cond.wait(min(0.05, left) if left is not None else 0.05)
+                if self._session.unacked:
+                    self._cond.wait(left)
 
     def close(self, close_timeout: float = 5.0) -> None:
         if self._closing:

@@ -49,3 +49,8 @@ def spin(ms: float) -> int:
     while time.perf_counter() < end:
         n += 1
     return n
+
+
+@task
+async def async_noop() -> None:
+    return None
