@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
     args = ap.parse_args(argv)
     scale = QUICK if args.quick else FULL
-    names = args.only or (["throughput-batch", "throughput-single", "latency"] if args.compare
-                          else list(WORKLOADS))
+    names = args.only or list(WORKLOADS)
     console = Console(stderr=True)
     figures: list[Figure] = []
     failures: dict[str, str] = {}
