@@ -3,7 +3,8 @@
 The public API is exactly `__all__`; everything else is internal.
 """
 
-from .client import AsyncClient, AsyncTaskHandle, Client, TaskHandle
+from .aioclient import AsyncClient, AsyncTaskHandle
+from .client import Client, TaskHandle
 from .errors import (
     ActorqError,
     BrokerUnavailable,

@@ -1,6 +1,6 @@
 """Client and AsyncClient: submit tasks, wait for results, ask about tasks.
 
-Both drive a Session (session.py). Results are pushed by the broker when a task
+Client (here) and AsyncClient (aioclient.py) both drive a Session (session.py). Results are pushed by the broker when a task
 ends; nothing polls. Submissions are batched without the caller doing anything:
 the sync Client hands them to an I/O thread that sends whatever accumulated since
 it last woke as one message, and AsyncClient sends once per event-loop turn.
@@ -8,10 +8,10 @@ it last woke as one message, and AsyncClient sends once per event-loop turn.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,25 +20,19 @@ import zmq
 
 from . import actor
 from . import protocol as p
-from .errors import BrokerUnavailable, ResultTimeout, TaskNotFound
-from .session import PING_INTERVAL_S, PIPELINE_CHUNK, HandleBase, Request, Session, collect
+from .errors import BrokerUnavailable, ResultTimeout
+from .session import (
+    PING_INTERVAL_S,
+    PIPELINE_CHUNK,
+    HandleBase,
+    Session,
+    collect,
+    deadline_after,
+    first_info,
+    remaining,
+)
 
 DRAIN_MAX = 5000  # inbound frames handled per wake-up before sending again
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _info(task_id: str, reply: p.Infos) -> p.TaskInfo:
-    info = reply.items[0] if reply.items else None
-    if info is None:
-        raise TaskNotFound(task_id)
-    return info
 
 
 # ---- the synchronous client ------------------------------------------------------------
@@ -60,7 +54,7 @@ class TaskHandle(HandleBase):
         TaskExpired, SubmitRejected, BrokerUnavailable, or ResultTimeout (a
         TimeoutError) when `timeout` seconds pass first.
         """
-        self._client._wait_done([self], _deadline(timeout))
+        self._client._wait_done([self], deadline_after(timeout))
         return self._value()
 
     def status(self) -> p.TaskInfo:
@@ -114,7 +108,7 @@ class Client:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
-        pending: list[bytes] = []
+        pending: deque[bytes] = deque()  # frames the socket would not take yet (HWM)
         while not self._closing:
             poller.poll(PING_INTERVAL_S * 1000 if not pending else 10)
             try:
@@ -144,7 +138,7 @@ class Client:
                     sock.send(pending[0], zmq.NOBLOCK)
                 except zmq.Again:
                     break  # high-water mark: try again on the next turn
-                pending.pop(0)
+                pending.popleft()
             # Wake callers only when something they wait for happened: a handle settled,
             # a reply came, the last submission was acknowledged (flush), or the broker
             # answered for the first time or as a new instance (connect). Waking them
@@ -165,7 +159,7 @@ class Client:
                 while not h.done:
                     if self._closing:
                         raise BrokerUnavailable("the client is closed")
-                    left = _remaining(deadline)
+                    left = remaining(deadline)
                     if left == 0.0:
                         raise ResultTimeout(f"task {h.id} did not finish in time")
                     self._cond.wait(left)
@@ -173,10 +167,10 @@ class Client:
     def _call(self, make: Any, timeout: float | None) -> Any:
         _, slot = self._session.request(make)
         self._wake()
-        deadline = _deadline(self.request_timeout if timeout is None else timeout)
+        deadline = deadline_after(self.request_timeout if timeout is None else timeout)
         with self._cond:
             while slot.reply is None and slot.error is None:
-                left = _remaining(deadline)
+                left = remaining(deadline)
                 if left == 0.0:
                     raise ResultTimeout("the broker did not answer in time")
                 self._cond.wait(left)
@@ -226,7 +220,7 @@ class Client:
                return_exceptions: bool = False) -> list[Any]:
         """Wait for all handles; results in the same order. Raises the first failure
         unless `return_exceptions`, which puts exceptions in the list instead."""
-        self._wait_done(handles, _deadline(timeout))
+        self._wait_done(handles, deadline_after(timeout))
         return collect(handles, return_exceptions)
 
     def handle(self, task_id: str) -> TaskHandle:
@@ -239,7 +233,7 @@ class Client:
     def status(self, task_id: str, timeout: float | None = None) -> p.TaskInfo:
         """The task's TaskInfo (state, attempts, worker, timestamps, error).
         Raises TaskNotFound for an id the broker does not hold."""
-        return _info(task_id, self._call(lambda req: p.Query(req, [task_id]), timeout))
+        return first_info(task_id, self._call(lambda req: p.Query(req, [task_id]), timeout))
 
     def cancel(self, task_id: str, timeout: float | None = None) -> bool:
         """Cancel a task that has not started: True if it is now cancelled."""
@@ -251,10 +245,10 @@ class Client:
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the broker has acknowledged (or rejected) every submission."""
-        deadline = _deadline(timeout)
+        deadline = deadline_after(timeout)
         self._wake()
         while self._session.unacked:
-            left = _remaining(deadline)
+            left = remaining(deadline)
             if left == 0.0:
                 raise ResultTimeout(f"{len(self._session.unacked)} submission(s) not "
                                     "acknowledged in time")
@@ -289,238 +283,4 @@ class Client:
         self.close()
 
 
-# ---- the asyncio client ----------------------------------------------------------------
-
-
-class AsyncTaskHandle(HandleBase):
-    """A submitted task, as AsyncClient returns it."""
-
-    __slots__ = ("_client",)
-
-    def __init__(self, task_id: str, client: AsyncClient) -> None:
-        super().__init__(task_id)
-        self._client = client
-
-    async def result(self, timeout: float | None = None) -> Any:
-        """As TaskHandle.result(), awaited."""
-        await self._client._wait_done([self], timeout)
-        return self._value()
-
-    async def status(self) -> p.TaskInfo:
-        return await self._client.status(self.id)
-
-    async def cancel(self) -> bool:
-        return await self._client.cancel(self.id)
-
-
-class AsyncClient:
-    """The Client's API as coroutines, for code already running an event loop.
-
-    `async with AsyncClient(address) as client:` connects (raising BrokerUnavailable
-    after `connect_timeout`) and closes on exit.
-    """
-
-    def __init__(self, address: str, *, connect_timeout: float = 10.0,
-                 request_timeout: float = 30.0) -> None:
-        self.address = address
-        self.connect_timeout = connect_timeout
-        self.request_timeout = request_timeout
-        self._session = Session(address)
-        self._ctx: zmq.Context | None = None
-        self._sock: zmq.Socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._flush_scheduled = False
-        self._pending: list[bytes] = []
-        self._decoder = p.decoder(p.BrokerToClient)
-        self._ticker: asyncio.Task[None] | None = None
-        self._connected: asyncio.Future[None] | None = None
-        self._closed = False
-
-    async def connect(self) -> AsyncClient:
-        loop = self._loop = asyncio.get_running_loop()
-        self._ctx = zmq.Context()
-        self._sock = actor.dealer(self._ctx, self.address, self._session.identity)
-        self._connected = loop.create_future()
-        loop.add_reader(self._sock.getsockopt(zmq.FD), self._on_readable)
-        self._ticker = loop.create_task(self._tick())
-        self._flush()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._connected), self.connect_timeout)
-        except TimeoutError:
-            await self.close()
-            raise BrokerUnavailable(f"no broker answered at {self.address} within "
-                                    f"{self.connect_timeout:g} s") from None
-        return self
-
-    async def __aenter__(self) -> AsyncClient:
-        return await self.connect()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    # ---- I/O on the loop -------------------------------------------------------------
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._sock is None:
-            return
-        self._pending.extend(self._session.take_messages(time.monotonic()))
-        while self._pending:
-            try:
-                self._sock.send(self._pending[0], zmq.NOBLOCK)
-            except zmq.Again:
-                self._loop.call_later(0.01, self._schedule_flush)
-                break
-            self._pending.pop(0)
-        # Sending can swallow the edge of ZeroMQ's edge-triggered FD: look again.
-        if self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            self._loop.call_soon(self._on_readable)
-
-    def _on_readable(self) -> None:
-        sock, session, decoder = self._sock, self._session, self._decoder
-        if sock is None:
-            return
-        now = time.monotonic()
-        more = True
-        for _ in range(DRAIN_MAX):
-            try:
-                data = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                more = False
-                break
-            try:
-                session.on_message(decoder.decode(data), now)
-            except msgspec.DecodeError:
-                continue
-        self._resolve()
-        if more:
-            self._loop.call_soon(self._on_readable)
-
-    def _resolve(self) -> None:
-        session = self._session
-        if session.instance is not None and self._connected and not self._connected.done():
-            self._connected.set_result(None)
-        for h in session.completed:
-            if h._future is not None and not h._future.done():
-                h._future.set_result(None)
-        session.completed.clear()
-        for slot in session.answered:
-            if slot.future is not None and not slot.future.done():
-                slot.future.set_result(None)
-        session.answered.clear()
-        if session.control or session.outbox:
-            self._schedule_flush()
-
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(PING_INTERVAL_S)
-            self._session.check_silence(time.monotonic())
-            self._resolve()
-            self._flush()
-
-    async def _wait_done(self, handles: Sequence[HandleBase], timeout: float | None) -> None:
-        deadline = _deadline(timeout)
-        for h in handles:
-            if h.done:
-                continue
-            if h._future is None:
-                h._future = self._loop.create_future()
-            try:
-                await asyncio.wait_for(asyncio.shield(h._future), _remaining(deadline))
-            except TimeoutError:
-                raise ResultTimeout(f"task {h.id} did not finish in time") from None
-
-    async def _call(self, make: Any, timeout: float | None) -> Any:
-        _, slot = self._session.request(make)
-        slot.future = self._loop.create_future()
-        self._schedule_flush()
-        try:
-            await asyncio.wait_for(slot.future,
-                                   self.request_timeout if timeout is None else timeout)
-        except TimeoutError:
-            raise ResultTimeout("the broker did not answer in time") from None
-        if slot.error is not None:
-            raise slot.error
-        return slot.reply
-
-    # ---- public API ------------------------------------------------------------------
-
-    async def submit(self, name: str, args: Sequence[Any] | None = (),
-                     kwargs: dict | None = None, *, queue: str | None = None,
-                     priority: int | None = None) -> AsyncTaskHandle:
-        """As Client.submit()."""
-        spec = self._session.build(name, args, kwargs, queue, priority)
-        handle = AsyncTaskHandle(spec.id, self)
-        self._session.add(spec, handle)
-        self._schedule_flush()
-        return handle
-
-    async def submit_many(self, items: Iterable[tuple], *, queue: str | None = None,
-                          priority: int | None = None) -> list[AsyncTaskHandle]:
-        """As Client.submit_many()."""
-        specs = self._session.build_many(items, queue, priority)
-        handles = []
-        for spec in specs:
-            h = AsyncTaskHandle(spec.id, self)
-            self._session.add(spec, h)
-            handles.append(h)
-        self._schedule_flush()
-        return handles
-
-    async def gather(self, handles: Sequence[AsyncTaskHandle], timeout: float | None = None,
-                     return_exceptions: bool = False) -> list[Any]:
-        """As Client.gather()."""
-        await self._wait_done(handles, timeout)
-        return collect(handles, return_exceptions)
-
-    def handle(self, task_id: str) -> AsyncTaskHandle:
-        h = AsyncTaskHandle(task_id, self)
-        self._session.watch(h)
-        self._schedule_flush()
-        return h
-
-    async def status(self, task_id: str, timeout: float | None = None) -> p.TaskInfo:
-        return _info(task_id, await self._call(lambda req: p.Query(req, [task_id]), timeout))
-
-    async def cancel(self, task_id: str, timeout: float | None = None) -> bool:
-        return (await self._call(lambda req: p.Cancel(req, [task_id]), timeout)).cancelled[0]
-
-    async def stats(self, timeout: float | None = None) -> p.Stats:
-        return (await self._call(lambda req: p.GetStats(req), timeout)).stats
-
-    async def flush(self, timeout: float | None = None) -> None:
-        deadline = _deadline(timeout)
-        self._schedule_flush()
-        while self._session.unacked:
-            if _remaining(deadline) == 0.0:
-                raise ResultTimeout(f"{len(self._session.unacked)} submission(s) not "
-                                    "acknowledged in time")
-            await asyncio.sleep(0.01)
-
-    async def close(self, close_timeout: float = 5.0) -> None:
-        if self._closed:
-            return
-        if self._connected is not None and self._connected.done():
-            try:
-                await self.flush(close_timeout)
-            except (ResultTimeout, BrokerUnavailable):
-                pass
-        self._closed = True
-        if self._ticker is not None:
-            self._ticker.cancel()
-        if self._sock is not None:
-            self._loop.remove_reader(self._sock.getsockopt(zmq.FD))
-            self._sock.close(linger=0)
-            self._sock = None
-        if self._ctx is not None:
-            self._ctx.term()
-        self._session.fail_all(BrokerUnavailable("the client is closed"))
-        self._resolve()
-
-
-__all__ = ["AsyncClient", "AsyncTaskHandle", "Client", "Request", "TaskHandle"]
+__all__ = ["Client", "TaskHandle"]

@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from . import actor
-from .client import AsyncClient
+from .aioclient import AsyncClient
 from .errors import ActorqError
 from .metrics import StatsCollector
 from .node import GatewaySpec

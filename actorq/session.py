@@ -349,3 +349,18 @@ class Session:
             self.answered.append(slot)
         self.requests.clear()
         self.outbox.clear()
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def first_info(task_id: str, reply: p.Infos) -> p.TaskInfo:
+    info = reply.items[0] if reply.items else None
+    if info is None:
+        raise TaskNotFound(task_id)
+    return info

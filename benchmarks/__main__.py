@@ -65,9 +65,11 @@ def chart(figures: list[Figure], path: Path) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(rates)))
     labels = [f"{f.workload}: {f.metric}" for f in rates]
-    ax.barh(labels, [f.value for f in rates], color="#3b7dd8")
+    colors = ["#999999" if f.workload.startswith("peer:") else "#3b7dd8" for f in rates]
+    ax.barh(labels, [f.value for f in rates], color=colors)
     ax.invert_yaxis()
-    ax.set_xlabel("tasks/s")
+    ax.set_xscale("log")  # peers are 40x+ slower: on a linear axis they would not show
+    ax.set_xlabel("tasks/s (log scale; grey: peers on Redis)")
     ax.set_title("actorq throughput")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -115,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     Console(width=max(Console().width, 110)).print(table(figures))
     stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"{stamp}{'-quick' if args.quick else ''}.json"
+    # Quick and partial (--only) runs are for before/after checks and are not kept in git.
+    kind = "-quick" if args.quick else ("-partial" if args.only else "")
+    out = args.out / f"{stamp}{kind}.json"
     out.write_text(json.dumps({
         "date": stamp, "quick": args.quick, "command": " ".join(["bin/bench", *sys.argv[1:]]),
         "machine": machine(), "figures": msgspec.to_builtins(figures), "failures": failures,
