@@ -23,6 +23,7 @@ _strict = dict(forbid_unknown_fields=True, kw_only=True)
 class NodeConfig(msgspec.Struct, **_strict):
     name: str = ""
     shutdown_grace: float = 30.0  # seconds running tasks get to finish on SIGTERM
+    startup_timeout: float = 60.0  # seconds a node with a broker gives its actors to start
     max_restarts: int = 10  # restart intensity for the node's own actors ...
     restart_window: float = 60.0  # ... in this many seconds
     log_level: str = "INFO"
@@ -113,6 +114,8 @@ def _check(config: Config, file: str) -> None:
     """Rules the types alone cannot say."""
     if config.broker is None and not config.pools:
         raise ConfigError(file, "", "nothing to run: add a [broker] or a [[pools]] entry")
+    if config.node.startup_timeout <= 0:
+        raise ConfigError(file, "node.startup_timeout", "must be > 0")
     if config.node.shutdown_grace < 0:
         raise ConfigError(file, "node.shutdown_grace", "must be >= 0")
     if config.broker is not None:

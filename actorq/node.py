@@ -27,8 +27,8 @@ from .supervisor import POOL_FAILED, SupervisorSpec
 
 log = logging.getLogger(__name__)
 
-STARTUP_TIMEOUT_S = 60.0  # every actor must report ready within this
 STOP_TIMEOUT_S = 10.0  # for actors with nothing to drain (gateway, broker)
+WAITING_NOTE_S = 10.0  # how often a node still waiting for its actors says so
 
 
 class GatewaySpec(msgspec.Struct, kw_only=True):
@@ -73,8 +73,10 @@ class Node:
         self.children[name] = child
         return child
 
-    def _wait_ready(self, names: list[str]) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    def _wait_ready(self, names: list[str], timeout_s: float | None) -> None:
+        """Wait for children to report ready; with no timeout, say every so often why."""
+        start = time.monotonic()
+        next_note = start + WAITING_NOTE_S
         waiting = {n: self.children[n] for n in names}
         while waiting:
             if self.signals.stop:
@@ -84,8 +86,14 @@ class Node:
                     del waiting[name]
                 elif child.poll() is not None:
                     raise StartupFailed(f"{name} {child.describe_exit()} during start-up")
-            if time.monotonic() > deadline:
-                raise StartupFailed(f"not ready after {STARTUP_TIMEOUT_S:g} s: {', '.join(waiting)}")
+            now = time.monotonic()
+            if timeout_s is not None and now - start > timeout_s:
+                raise StartupFailed(f"not ready after {timeout_s:g} s: {', '.join(waiting)}")
+            if waiting and now >= next_note:
+                next_note = now + WAITING_NOTE_S
+                brokers = sorted({pl.broker for pl in self.config.pools if pl.broker})
+                log.warning("still waiting after %.0f s for %s (broker %s not answering?)",
+                            now - start, ", ".join(waiting), ", ".join(brokers) or "local")
             if waiting:
                 time.sleep(0.02)
 
@@ -93,7 +101,7 @@ class Node:
         cfg = self.config
         if cfg.broker is not None:
             broker = self._start("broker")
-            self._wait_ready(["broker"])
+            self._wait_ready(["broker"], cfg.node.startup_timeout)
             self.endpoints = dict(broker.ready_info)
             # A restarted broker must come back where everyone is connected, even when
             # the config asked for any free port.
@@ -105,7 +113,9 @@ class Node:
         names += [f"pool:{pl.name}" for pl in cfg.pools]
         for name in names:
             self._start(name)
-        self._wait_ready(names)
+        # A worker-only node may well start before its broker (as Celery workers may):
+        # it waits for as long as it takes. With a broker of its own, a slow start is a fault.
+        self._wait_ready(names, cfg.node.startup_timeout if cfg.broker is not None else None)
         if cfg.http is not None:
             self.http_bind = self.children["gateway"].ready_info["http"]
         self._write_ready_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 import subprocess
 import sys
 import urllib.error
@@ -229,3 +230,52 @@ def test_a_users_own_task_module_from_the_working_directory(node, client, tmp_pa
     """)
     # Then its tasks run
     assert client(n).submit("mytasks:shout", ("hi",)).result(timeout=10) == "HI!"
+
+
+def test_worker_only_node_started_before_its_broker_joins_when_it_comes_up(node, client,
+                                                                          tmp_path):
+    import textwrap
+    import threading
+
+    from tests.conftest import Node
+
+    # Given the endpoints of a broker that is not running (a node started and stopped)
+    first = node()
+    client_ep, worker_ep = first.broker, first.worker_bind
+    first.terminate()
+    # When a worker-only node is started pointing at it
+    started: dict = {}
+
+    def start_workers():
+        started["node"] = Node(textwrap.dedent(f"""
+            [node]
+            startup_timeout = 0.5
+            [[pools]]
+            name = "early"
+            workers = 1
+            tasks = ["tests.apps.faulty"]
+            broker = "{worker_ep}"
+        """), tmp_path, "early")
+
+    t = threading.Thread(target=start_workers)
+    t.start()
+    try:
+        # and its broker comes up only after the node's 0.5 s start-up bound has passed
+        # (the bound applies to nodes with a broker of their own, not to this one)
+        wait_until(lambda: list(tmp_path.glob("early/node.log")), 10)
+        began = time.monotonic()
+        wait_until(lambda: time.monotonic() - began > 1.5, 5)  # the point is to be late
+        assert "node" not in started
+        broker = node(config_text=f"""
+            [broker]
+            bind = "{client_ep}"
+            worker_bind = "{worker_ep}"
+        """)
+        # Then the workers join and run its tasks
+        t.join(30)
+        assert "node" in started, "the worker-only node never became ready"
+        assert client(broker).submit("tests.apps.faulty:add", (1, 2)).result(timeout=15) == 3
+    finally:
+        t.join(30)
+        if "node" in started:
+            assert started["node"].cleanup() == []
