@@ -8,6 +8,7 @@ it last woke as one message, and AsyncClient sends once per event-loop turn.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -31,6 +32,8 @@ from .session import (
     first_info,
     remaining,
 )
+
+log = logging.getLogger(__name__)
 
 DRAIN_MAX = 5000  # inbound frames handled per wake-up before sending again
 
@@ -104,6 +107,16 @@ class Client:
             os.write(self._wake_w, b"x")
 
     def _io(self) -> None:
+        try:
+            self._io_loop()
+        except Exception as exc:  # a dead I/O thread must not leave callers waiting forever
+            log.exception("actorq client I/O failed")
+            self._session.fail_all(BrokerUnavailable(f"the client's I/O thread failed: {exc!r}"))
+            self._closing = True
+            with self._cond:
+                self._cond.notify_all()
+
+    def _io_loop(self) -> None:
         session, sock, decoder = self._session, self._sock, self._decoder
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)

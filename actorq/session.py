@@ -339,15 +339,22 @@ class Session:
             f"no answer from the broker at {self.address} for {now - self.last_heard:.0f} s"))
 
     def fail_all(self, err: Exception) -> None:
-        for h in self.handles.values():
+        # popitem, not iteration: user threads may add handles meanwhile (sync Client).
+        while self.handles:
+            try:
+                _, h = self.handles.popitem()
+            except KeyError:
+                break
             h._error = err
             self._done(h)
-        self.handles.clear()
         self.unacked.clear()
-        for slot in self.requests.values():
+        while self.requests:
+            try:
+                _, slot = self.requests.popitem()
+            except KeyError:
+                break
             slot.error = err
             self.answered.append(slot)
-        self.requests.clear()
         self.outbox.clear()
 
 

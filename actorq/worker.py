@@ -74,8 +74,10 @@ class Worker:
         self.done = asyncio.Event()
         self.completed = 0
         self.failed = 0
-        # completions from runner threads, collected on the loop in batches
-        self._threaded: list[p.Result] = []
+        # Completions from runner threads, collected on the loop in batches. A deque
+        # that is never replaced: a list swapped for a new one could be appended to by
+        # a runner holding the old one after the loop had read it, losing a result.
+        self._threaded: deque[p.Result] = deque()
         self._threaded_scheduled = False
         self._loop_results: list[p.Result] = []
         self._loop_scheduled = False
@@ -216,8 +218,8 @@ class Worker:
                 result = self._encode_value(lease, tdef.fn(*args, **kwargs), t0)
             except (Exception, SystemExit) as exc:  # a task's sys.exit() must not end the thread
                 result = _failure(lease, exc, t0)
-            # Append before reading the flag; the loop clears the flag before taking
-            # the list, so a result is never stranded between the two.
+            # Append before reading the flag; the loop clears the flag before draining
+            # the deque, so a result is never stranded between the two.
             self._threaded.append(result)
             if not self._threaded_scheduled:
                 self._threaded_scheduled = True
@@ -225,7 +227,13 @@ class Worker:
 
     def _collect_threaded(self) -> None:
         self._threaded_scheduled = False
-        results, self._threaded = self._threaded, []
+        done = self._threaded
+        results = []
+        while True:
+            try:
+                results.append(done.popleft())
+            except IndexError:
+                break
         self._finished(results)
 
     async def _run_async(self, lease: p.Lease, tdef: TaskDef) -> None:
@@ -235,6 +243,7 @@ class Worker:
             result = self._encode_value(lease, await tdef.fn(*args, **kwargs), t0)
         except (Exception, SystemExit) as exc:
             result = _failure(lease, exc, t0)
+        self.running_async -= 1
         self._complete(result)
 
     def _complete(self, result: p.Result) -> None:
@@ -245,8 +254,7 @@ class Worker:
 
     def _collect_loop(self) -> None:
         self._loop_scheduled = False
-        results, self._loop_results = self._loop_results, []
-        self.running_async -= len(results)
+        results, self._loop_results = self._loop_results, []  # loop thread only
         self._finished(results)
 
     def _finished(self, results: list[p.Result]) -> None:

@@ -32,6 +32,7 @@ bind = "127.0.0.1:0"
 name = "default"
 workers = {workers}
 concurrency = {concurrency}
+prefetch = {prefetch}
 queues = {queues}
 tasks = ["tests.apps.faulty", "actorq.demo"]
 """
@@ -43,10 +44,12 @@ def node(tmp_path: Path) -> Iterator[Callable[..., Node]]:
     created: list[Node] = []
 
     def make(config_text: str | None = None, *, workers: int = 2, concurrency: int = 1,
+             prefetch: int = 0,
              grace: float = 10.0, heartbeat: float = 1.0, queues: str = '["default"]',
              broker_extra: str = "", extra: str = "", cwd: Path = ROOT) -> Node:
         if config_text is None:
             config_text = BASE_CONFIG.format(workers=workers, concurrency=concurrency,
+                                             prefetch=prefetch,
                                              grace=grace, heartbeat=heartbeat, queues=queues,
                                              broker_extra=broker_extra)
         n = Node(textwrap.dedent(config_text) + textwrap.dedent(extra), tmp_path,

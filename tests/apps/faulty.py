@@ -64,3 +64,18 @@ def record(path: str, tag: str) -> str:
 @task
 def whoami() -> int:
     return os.getpid()
+
+
+_overlap = {"now": 0, "max": 0}
+
+
+@task
+async def overlap(seconds: float) -> int:
+    """Returns the most copies of itself this worker ran at once, so far."""
+    _overlap["now"] += 1
+    _overlap["max"] = max(_overlap["max"], _overlap["now"])
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        _overlap["now"] -= 1
+    return _overlap["max"]

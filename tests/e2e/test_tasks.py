@@ -146,3 +146,15 @@ def test_the_cli_submits_and_waits(node):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "5"
+
+
+def test_async_tasks_never_exceed_the_workers_slots(node, client):
+    # Given one worker with one slot that may hold 4 leases, which has just failed an
+    # unknown task
+    c = client(node(workers=1, concurrency=1, prefetch=4))
+    with pytest.raises(TaskFailed, match="UnknownTask"):
+        c.submit("tests.apps.faulty:no_such_task").result(timeout=10)
+    # When several async tasks arrive together
+    hs = c.submit_many([("tests.apps.faulty:overlap", (0.2,))] * 3)
+    # Then they run one at a time: no run ever saw another beside it
+    assert c.gather(hs, timeout=20) == [1, 1, 1]
