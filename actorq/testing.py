@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
+LEAK_GRACE_S = 1.0  # after the node exits, how long its children may take to go
 
 
 def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: float = 0.02,
@@ -142,9 +143,11 @@ class NodeProcess:
         """Stop everything; returns pids that outlived a graceful stop (a leak)."""
         self.terminate()
         leaked = [] if self.proc.poll() is None else session_pids(self.sid)
-        if leaked:  # give just-exiting children a moment before calling it a leak
-            time.sleep(1.0)
-            leaked = session_pids(self.sid)
+        if leaked:  # children reaped by a parent that just exited may linger an instant
+            deadline = time.monotonic() + LEAK_GRACE_S
+            while leaked and time.monotonic() < deadline:
+                time.sleep(0.02)
+                leaked = session_pids(self.sid)
         kill_session(self.sid)
         if self.proc.poll() is None:
             self.proc.wait(5)

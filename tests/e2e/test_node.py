@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from actorq import SubmitRejected
+from actorq import SubmitRejected, TaskFailed
 from tests.conftest import ROOT, session_pids, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -102,7 +102,7 @@ def test_health_and_metrics(node, client):
     n = node()
     c = client(n)
     c.gather(c.submit_many([("tests.apps.faulty:add", (i, i)) for i in range(10)]), timeout=20)
-    with pytest.raises(Exception):
+    with pytest.raises(TaskFailed):
         c.submit("tests.apps.faulty:boom", ("x",)).result(timeout=10)
     c.submit("tests.apps.faulty:echo", (1,), queue="nobody-serves-this")
     # When /health and /metrics are fetched
