@@ -237,7 +237,10 @@ class Client:
         return collect(handles, return_exceptions)
 
     def handle(self, task_id: str) -> TaskHandle:
-        """A handle for a task submitted elsewhere; its result() waits as usual."""
+        """A handle for a task submitted elsewhere; its result() waits as usual.
+
+        The broker must already hold the task (the submitter's flush() returned),
+        else result() raises TaskNotFound."""
         h = TaskHandle(task_id, self)
         self._session.watch(h)
         self._wake()

@@ -105,6 +105,9 @@ def test_health_and_metrics(node, client):
     with pytest.raises(TaskFailed):
         c.submit("tests.apps.faulty:boom", ("x",)).result(timeout=10)
     c.submit("tests.apps.faulty:echo", (1,), queue="nobody-serves-this")
+    # submit() returns before the broker has the task, and the gateway asks the broker
+    # over another connection: wait for the acknowledgement, or the scrape can overtake it
+    c.flush(timeout=10)
     # When /health and /metrics are fetched
     status, body = _get(n.http + "/health")
     assert status == 200, body

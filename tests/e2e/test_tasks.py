@@ -106,7 +106,9 @@ def test_cancel_a_queued_task(node, client):
 
 def test_a_second_client_can_wait_on_a_task_by_id(node, client):
     n = node()
-    h = client(n).submit("tests.apps.faulty:sleep", (0.3,))
+    first = client(n)
+    h = first.submit("tests.apps.faulty:sleep", (0.3,))
+    first.flush(timeout=10)  # the id is only known to the broker once acknowledged
     other = client(n)
     assert other.handle(h.id).result(timeout=10) == 0.3
     with pytest.raises(TaskNotFound):
