@@ -176,13 +176,14 @@ class AsyncClient:
                 raise ResultTimeout(f"task {h.id} did not finish in time") from None
 
     async def _call(self, make: Any, timeout: float | None) -> Any:
-        _, slot = self._session.request(make)
+        req, slot = self._session.request(make)
         slot.future = self._loop.create_future()
         self._schedule_flush()
         try:
             await asyncio.wait_for(slot.future,
                                    self.request_timeout if timeout is None else timeout)
         except TimeoutError:
+            self._session.requests.pop(req, None)  # a late reply finds nothing
             raise ResultTimeout("the broker did not answer in time") from None
         if slot.error is not None:
             raise slot.error

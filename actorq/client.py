@@ -178,13 +178,14 @@ class Client:
                     self._cond.wait(left)
 
     def _call(self, make: Any, timeout: float | None) -> Any:
-        _, slot = self._session.request(make)
+        req, slot = self._session.request(make)
         self._wake()
         deadline = deadline_after(self.request_timeout if timeout is None else timeout)
         with self._cond:
             while slot.reply is None and slot.error is None:
                 left = remaining(deadline)
                 if left == 0.0:
+                    self._session.requests.pop(req, None)  # a late reply finds nothing
                     raise ResultTimeout("the broker did not answer in time")
                 self._cond.wait(left)
         if slot.error is not None:

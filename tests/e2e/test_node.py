@@ -282,3 +282,26 @@ def test_worker_only_node_started_before_its_broker_joins_when_it_comes_up(node,
         t.join(30)
         if "node" in started:
             assert started["node"].cleanup() == []
+
+
+def test_health_says_unavailable_while_the_broker_does_not_answer(node):
+    import os
+    import signal
+
+    # Given a healthy node
+    n = node()
+    assert _get(n.http + "/health")[0] == 200
+    broker = n.actor_pid("broker")
+    # When its broker stops answering (hung, not dead: the node does not restart it)
+    os.kill(broker, signal.SIGSTOP)
+    try:
+        # Then /health answers 503 "unavailable" (after its 2 s stats timeout), not hangs
+        status, body = _get(n.http + "/health")
+        assert status == 503
+        assert json.loads(body)["status"] == "unavailable"
+        status, text = _get(n.http + "/metrics")
+        assert status == 200 and "actorq_broker_up 0.0" in text.splitlines()
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    # and once it answers again, healthy
+    wait_until(lambda: _get(n.http + "/health")[0] == 200, 10)
