@@ -164,16 +164,22 @@ class AsyncClient:
             self._flush()
 
     async def _wait_done(self, handles: Sequence[HandleBase], timeout: float | None) -> None:
-        deadline = deadline_after(timeout)
-        for h in handles:
-            if h.done:
-                continue
-            if h._future is None:
-                h._future = self._loop.create_future()
-            try:
-                await asyncio.wait_for(asyncio.shield(h._future), remaining(deadline))
-            except TimeoutError:
-                raise ResultTimeout(f"task {h.id} did not finish in time") from None
+        # One deadline for the whole wait, not a timer per handle. A timeout cancels
+        # the future being awaited; the next wait on that handle makes a fresh one.
+        loop = self._loop
+        current: HandleBase | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                for current in handles:
+                    if current.done:
+                        continue
+                    fut = current._future
+                    if fut is None or fut.cancelled():
+                        fut = current._future = loop.create_future()
+                    await fut
+        except TimeoutError:
+            raise ResultTimeout(f"task {current.id if current else '?'} did not finish in "
+                                "time") from None
 
     async def _call(self, make: Any, timeout: float | None) -> Any:
         req, slot = self._session.request(make)

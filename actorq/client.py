@@ -123,11 +123,12 @@ class Client:
         poller.register(self._wake_r, zmq.POLLIN)
         pending: deque[bytes] = deque()  # frames the socket would not take yet (HWM)
         while not self._closing:
-            poller.poll(PING_INTERVAL_S * 1000 if not pending else 10)
-            try:
-                os.read(self._wake_r, 4096)
-            except BlockingIOError:
-                pass
+            events = dict(poller.poll(PING_INTERVAL_S * 1000 if not pending else 10))
+            if self._wake_r in events:
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
             # Disarm before taking the outbox: a submit that lands after this
             # point writes the pipe again, so nothing is left waiting.
             self._wake_armed = False

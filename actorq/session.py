@@ -40,7 +40,7 @@ SILENCE_LIMIT_S = 30.0  # a broker silent this long fails every wait with Broker
 class HandleBase:
     """What every task handle holds: the id and, once known, how the task ended."""
 
-    __slots__ = ("id", "_outcome", "_error", "_future", "__weakref__")
+    __slots__ = ("id", "_outcome", "_error", "_future")
 
     def __init__(self, task_id: str) -> None:
         self.id = task_id

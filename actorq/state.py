@@ -141,7 +141,6 @@ class BrokerState:
         self._finished: deque[tuple[float, str]] = deque()  # (expires_at, id) in finish order
         self._next_token = 0
         self._next_beat = now
-        self._now = now  # time of the event being handled, for paths that lack a `now`
 
         self.submitted_total = 0
         self.finished_total: dict[str, int] = {}
@@ -246,11 +245,7 @@ class BrokerState:
             queue = strings.setdefault(queue, queue)
             task = Task(tid, name, spec.payload, queue, priority, QUEUED, wall, watchers=peer)
             tasks[tid] = task
-            q = queues.get(queue)
-            if q is None:
-                q = queues[queue] = TaskQueue(_is_queued)
-                depth.setdefault(queue, 0)
-            q.push(task)
+            (queues.get(queue) or self._new_queue(queue)).push(task)
             depth[queue] += 1
             accepted.append(tid)
             added += 1
@@ -271,17 +266,17 @@ class BrokerState:
             return "bad_option", "queue must be a non-empty string"
         return "bad_option", f"priority {spec.priority} is outside 0..{MAX_PRIORITY}"
 
-    def _enqueue(self, task: Task, front: bool = False) -> None:
-        q = self.queues.get(task.queue)
-        if q is None:
-            q = self.queues[task.queue] = TaskQueue(_is_queued)
-            self.depth.setdefault(task.queue, 0)
+    def _new_queue(self, name: str) -> TaskQueue[Task]:
+        q = self.queues[name] = TaskQueue(_is_queued)
+        self.depth.setdefault(name, 0)
+        return q
+
+    def _requeue(self, task: Task) -> None:
+        """Put a leased task back at the front of its priority: it was there first."""
+        q = self.queues.get(task.queue) or self._new_queue(task.queue)
         task.state = QUEUED
         task.worker = None
-        if front:
-            q.push_front(task)
-        else:
-            q.push(task)
+        q.push_front(task)
         self.depth[task.queue] += 1
         self.queued += 1
 
@@ -341,8 +336,7 @@ class BrokerState:
         task.value = value
         task.error = error
         task.traceback = traceback
-        if state is TaskState.SUCCEEDED:
-            task.payload = b""  # no retry can need it now; keeps finished tasks small
+        # (success never comes here: _results handles it inline, the hot path)
         self.finished_total[state] = self.finished_total.get(state, 0) + 1
         self._finished.append((now + self.result_ttl_s, task.id))
         watchers = task.watchers
@@ -360,7 +354,6 @@ class BrokerState:
     # ---- workers and supervisors ---------------------------------------------------
 
     def on_worker(self, peer: bytes, msg: object, now: float) -> None:
-        self._now = now
         worker = self.workers.get(peer)
         if worker is not None:
             worker.last_seen = now
@@ -389,7 +382,7 @@ class BrokerState:
                         task = worker.leased.pop(tid, None)
                         if task is not None and task.state is RUNNING and task.worker == peer:
                             task.attempts -= 1  # never started: not an attempt
-                            self._enqueue(task, front=True)
+                            self._requeue(task)
             case p.WorkerExited(worker=name, exit_code=code, restarted=restarted):
                 sup = self.supervisors.get(peer)
                 pool = sup.pool if sup else "?"
@@ -400,7 +393,7 @@ class BrokerState:
                     level = logging.INFO if code == 0 and not gone.leased else logging.WARNING
                     log.log(level, "worker %s exited with code %s; requeueing %d task(s)",
                             name, code, len(gone.leased))
-                    self._drop_worker(gone)
+                    self._drop_worker(gone, now)
             case p.PoolFailed(reason=reason):
                 sup = self.supervisors.get(peer)
                 if sup is not None:
@@ -495,7 +488,7 @@ class BrokerState:
             self.finished_total[SUCCEEDED] = self.finished_total.get(SUCCEEDED, 0) + succeeded
         self.duration_sum_s += duration_sum
 
-    def _drop_worker(self, worker: Worker) -> None:
+    def _drop_worker(self, worker: Worker, now: float) -> None:
         """Forget a worker and requeue every lease it held, at the front of its priority."""
         self.workers.pop(worker.ident, None)
         self.ready.pop(worker.ident, None)
@@ -505,22 +498,21 @@ class BrokerState:
             if task.attempts >= self.max_deliveries:
                 # A task that takes its worker down every time would otherwise crash-loop
                 # the pool until the supervisor gives up on it.
-                self._finish(task, TaskState.FAILED, self._now, error=(
+                self._finish(task, TaskState.FAILED, now, error=(
                     f"WorkerLost: the worker running this task was lost {task.attempts} "
                     f"time(s) (last: {worker.name}); giving up"))
             else:
-                self._enqueue(task, front=True)
+                self._requeue(task)
         worker.leased.clear()
 
     def peer_unreachable(self, peer: bytes, now: float) -> None:
         """A send to this worker failed (ROUTER_MANDATORY): treat it as dead."""
-        self._now = now
         worker = self.workers.get(peer)
         if worker is not None:
             level = logging.INFO if worker.draining and not worker.leased else logging.WARNING
             log.log(level, "worker %s is unreachable; requeueing %d task(s)",
                     worker.name, len(worker.leased))
-            self._drop_worker(worker)
+            self._drop_worker(worker, now)
         sup = self.supervisors.get(peer)
         if sup is not None and not sup.failed:
             del self.supervisors[peer]  # a failed pool stays listed: operators need to see it
@@ -587,7 +579,6 @@ class BrokerState:
 
     def tick(self, now: float) -> None:
         """Heartbeats, liveness and purging: cheap enough to call every loop turn."""
-        self._now = now
         if now < self._next_beat:
             return
         self._next_beat = now + self.heartbeat_interval_s
@@ -597,7 +588,7 @@ class BrokerState:
             if worker.last_seen < deadline:
                 log.warning("worker %s missed %.1f s of heartbeats; requeueing %d task(s)",
                             worker.name, now - worker.last_seen, len(worker.leased))
-                self._drop_worker(worker)
+                self._drop_worker(worker, now)
             else:
                 self.outbox.to_workers.append((worker.ident, beat))
         forget = now - self.liveness_s * SUPERVISOR_FORGET_LIVENESSES

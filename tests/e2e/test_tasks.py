@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from actorq import AsyncClient, SubmitRejected, TaskFailed, TaskNotFound
+from actorq import AsyncClient, ResultTimeout, SubmitRejected, TaskFailed, TaskNotFound
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -129,9 +129,15 @@ def test_async_client_and_async_tasks_run_concurrently(node):
             elapsed = loop.time() - t0
             single = await (await c.submit("tests.apps.faulty:add", (20, 22))).result(10)
             info = await c.status(hs[0].id)
-            return results, elapsed, single, info
+            # a result() that times out leaves the handle usable
+            slow = await c.submit("tests.apps.faulty:async_sleep", (0.3,))
+            with pytest.raises(ResultTimeout):
+                await slow.result(timeout=0.05)
+            late = await slow.result(timeout=10)
+            return results, elapsed, single, info, late
 
-    results, elapsed, single, info = asyncio.run(scenario())
+    results, elapsed, single, info, late = asyncio.run(scenario())
+    assert late == "slept 0.3"
     # Then they share the worker's slots rather than queue behind each other
     assert results == ["slept 0.5"] * 4
     assert elapsed < 1.9, f"4 x 0.5 s async tasks took {elapsed:.2f} s on 4 slots"
