@@ -3,8 +3,9 @@
 The public API is exactly `__all__`; everything else is internal.
 """
 
-from .aioclient import AsyncClient, AsyncTaskHandle
-from .client import Client, TaskHandle
+from .aioclient import AsyncChainHandle, AsyncClient, AsyncGroupHandle, AsyncTaskHandle
+from .client import ChainHandle, Client, GroupHandle, TaskHandle
+from .context import progress
 from .errors import (
     ActorqError,
     BrokerUnavailable,
@@ -24,11 +25,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActorqError",
+    "AsyncChainHandle",
     "AsyncClient",
+    "AsyncGroupHandle",
     "AsyncTaskHandle",
     "BrokerUnavailable",
+    "ChainHandle",
     "Client",
     "ConfigError",
+    "GroupHandle",
     "ResultTimeout",
     "SubmitRejected",
     "TaskCancelled",
@@ -39,6 +44,7 @@ __all__ = [
     "TaskInfo",
     "TaskNotFound",
     "TaskState",
+    "progress",
     "task",
     "__version__",
 ]

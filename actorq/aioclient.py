@@ -18,14 +18,17 @@ import zmq
 
 from . import actor
 from . import protocol as p
-from .errors import BrokerUnavailable, ResultTimeout
+from .errors import BrokerUnavailable, ResultTimeout, SubmitRejected
 from .session import (
     PING_INTERVAL_S,
     HandleBase,
     Session,
+    chain_value,
     collect,
+    cron_entry,
     deadline_after,
     first_info,
+    needs_ack,
     remaining,
 )
 
@@ -51,6 +54,37 @@ class AsyncTaskHandle(HandleBase):
 
     async def cancel(self) -> bool:
         return await self._client.cancel(self.id)
+
+
+class AsyncChainHandle:
+    """As ChainHandle, awaited."""
+
+    def __init__(self, handles: list[AsyncTaskHandle]) -> None:
+        self.handles = handles
+        self.id = handles[-1].id
+
+    async def result(self, timeout: float | None = None) -> Any:
+        last = self.handles[-1]
+        await last._client._wait_done([last], timeout)
+        return chain_value(self.handles)
+
+    async def cancel(self) -> bool:
+        return any([await h.cancel() for h in self.handles])
+
+
+class AsyncGroupHandle:
+    """As GroupHandle, awaited."""
+
+    def __init__(self, handles: list[AsyncTaskHandle]) -> None:
+        self.handles = handles
+        self.ids = [h.id for h in handles]
+
+    async def result(self, timeout: float | None = None,
+                     return_exceptions: bool = False) -> list[Any]:
+        return await self.handles[0]._client.gather(self.handles, timeout, return_exceptions)
+
+    async def cancel(self) -> bool:
+        return any([await h.cancel() for h in self.handles])
 
 
 class AsyncClient:
@@ -197,20 +231,29 @@ class AsyncClient:
 
     # ---- public API ------------------------------------------------------------------
 
-    async def submit(self, name: str, args: Sequence[Any] | None = (),
-                     kwargs: dict | None = None, *, queue: str | None = None,
-                     priority: int | None = None) -> AsyncTaskHandle:
+    async def submit(self, name: Any, args: Sequence[Any] | None = (),
+                     kwargs: dict | None = None, **options: Any) -> AsyncTaskHandle:
         """As Client.submit()."""
-        spec = self._session.build(name, args, kwargs, queue, priority)
+        spec = self._session.build(name, args, kwargs, options)
         handle = AsyncTaskHandle(spec.id, self)
         self._session.add(spec, handle)
         self._schedule_flush()
+        if needs_ack(spec):
+            await self._wait_acked(handle, spec.id)
         return handle
 
-    async def submit_many(self, items: Iterable[tuple], *, queue: str | None = None,
-                          priority: int | None = None) -> list[AsyncTaskHandle]:
+    async def _wait_acked(self, handle: AsyncTaskHandle, spec_id: str) -> None:
+        deadline = deadline_after(self.request_timeout)
+        while spec_id in self._session.unacked and not handle.done:
+            if remaining(deadline) == 0.0:
+                raise ResultTimeout("the broker did not acknowledge the submission in time")
+            await asyncio.sleep(0.001)
+        if isinstance(handle._error, SubmitRejected):
+            raise handle._error
+
+    async def submit_many(self, items: Iterable[tuple], **options: Any) -> list[AsyncTaskHandle]:
         """As Client.submit_many()."""
-        specs = self._session.build_many(items, queue, priority)
+        specs = self._session.build_many(items, options)
         handles = []
         for spec in specs:
             h = AsyncTaskHandle(spec.id, self)
@@ -218,6 +261,46 @@ class AsyncClient:
             handles.append(h)
         self._schedule_flush()
         return handles
+
+    async def _submit_linked(self, items: Iterable[tuple], options: dict,
+                             piped: bool) -> list[AsyncTaskHandle]:
+        specs = self._session.build_chain(items, options, piped)
+        handles = [AsyncTaskHandle(spec.id, self) for spec in specs]
+        for spec, h in zip(specs, handles):
+            self._session.add(spec, h)
+        self._schedule_flush()
+        for spec, h in zip(specs, handles):
+            if needs_ack(spec):
+                await self._wait_acked(h, spec.id)
+        return handles
+
+    async def chain(self, items: Iterable[tuple], **options: Any) -> AsyncChainHandle:
+        """As Client.chain()."""
+        return AsyncChainHandle(await self._submit_linked(items, options, piped=True))
+
+    async def group(self, items: Iterable[tuple], **options: Any) -> AsyncGroupHandle:
+        """As Client.group()."""
+        return AsyncGroupHandle(await self._submit_linked(items, options, piped=False))
+
+    async def dead_letters(self, queue: str | None = None, limit: int = 100,
+                           timeout: float | None = None) -> list[p.TaskInfo]:
+        reply = await self._call(lambda req: p.DeadLetters(req, queue, limit), timeout)
+        return [i for i in reply.items if i is not None]
+
+    async def requeue(self, task_id: str, timeout: float | None = None) -> bool:
+        return (await self._call(lambda req: p.Requeue(req, [task_id]), timeout)).ok[0]
+
+    async def add_cron(self, name: str, schedule: str, task: Any, args: Sequence[Any] = (),
+                       kwargs: dict | None = None, *, queue: str = "default", priority: int = 0,
+                       timeout: float | None = None) -> None:
+        entry = cron_entry(name, schedule, task, args, kwargs, queue, priority)
+        await self._call(lambda req: p.AddCron(req, entry), timeout)
+
+    async def remove_cron(self, name: str, timeout: float | None = None) -> bool:
+        return (await self._call(lambda req: p.RemoveCron(req, name), timeout)).ok[0]
+
+    async def crons(self, timeout: float | None = None) -> list[p.CronEntry]:
+        return (await self._call(lambda req: p.ListCrons(req), timeout)).entries
 
     async def gather(self, handles: Sequence[AsyncTaskHandle], timeout: float | None = None,
                      return_exceptions: bool = False) -> list[Any]:
@@ -271,4 +354,4 @@ class AsyncClient:
 
 
 
-__all__ = ["AsyncClient", "AsyncTaskHandle"]
+__all__ = ["AsyncChainHandle", "AsyncClient", "AsyncGroupHandle", "AsyncTaskHandle"]

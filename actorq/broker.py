@@ -15,7 +15,8 @@ import zmq
 
 from . import actor
 from . import protocol as p
-from .config import BrokerConfig
+from .config import BrokerConfig, CronConfig
+from .tasks import encode_args
 from .state import BrokerState, Outbox
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,13 @@ log = logging.getLogger(__name__)
 DRAIN_MAX = 2000  # frames read from one socket per turn, so one busy peer cannot starve the rest
 
 
+class BrokerSpec(msgspec.Struct, kw_only=True):
+    config: BrokerConfig
+    crons: list[CronConfig] = []
+
+
 class Broker:
-    def __init__(self, cfg: BrokerConfig) -> None:
+    def __init__(self, cfg: BrokerConfig, cron: list[CronConfig] | None = None) -> None:
         self.cfg = cfg
         self.max_frame = cfg.max_payload_bytes + p.FRAME_OVERHEAD_BYTES
         self.ctx = zmq.Context()
@@ -40,6 +46,9 @@ class Broker:
             heartbeat_liveness=cfg.heartbeat_liveness,
             result_ttl_s=cfg.result_ttl,
             max_deliveries=cfg.max_deliveries,
+            kill_grace_s=cfg.kill_grace,
+            crons=[p.CronEntry(c.name, c.schedule, c.task, encode_args(c.args, c.kwargs),
+                               c.queue, c.priority) for c in cron or ()],
         )
         self.client_decoder = p.decoder(p.ClientToBroker)
         self.worker_decoder = p.decoder(p.WorkerToBroker)
@@ -133,7 +142,7 @@ class Broker:
             send(workers, peer, msg)
         for peer, ids in out.accepted.items():
             if ids:
-                send(clients, peer, p.Accepted(ids, instance))
+                send(clients, peer, p.Accepted(ids, instance, out.aliases.get(peer, {})))
         for peer, items in out.rejected.items():
             send(clients, peer, p.Rejected(items))
         for peer, outcomes in out.outcomes.items():
@@ -164,11 +173,12 @@ class Broker:
         self.ctx.term()
 
 
-def main(cfg: BrokerConfig) -> int:
+def main(spec: BrokerSpec) -> int:
     actor.die_with_parent()
     signals = actor.Signals(drain_signal=True)
+    cfg = spec.config
     try:
-        broker = Broker(cfg)
+        broker = Broker(cfg, spec.crons)
     except zmq.ZMQError as exc:
         log.error("broker cannot bind %s / %s: %s", cfg.bind, cfg.worker_bind, exc)
         return 3

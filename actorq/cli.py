@@ -101,9 +101,8 @@ def _cmd_actor(args: argparse.Namespace) -> int:
     _setup_logging(os.environ.get("ACTORQ_LOG_LEVEL", "INFO"), args.role)
     if args.role == "broker":
         from . import broker
-        from .config import BrokerConfig
 
-        return broker.main(msgspec.json.decode(args.spec, type=BrokerConfig))
+        return broker.main(msgspec.json.decode(args.spec, type=broker.BrokerSpec))
     if args.role == "worker":
         from . import worker
 
@@ -112,6 +111,10 @@ def _cmd_actor(args: argparse.Namespace) -> int:
         from . import supervisor
 
         return supervisor.main(msgspec.json.decode(args.spec, type=supervisor.SupervisorSpec))
+    if args.role == "scheduler":
+        from . import scheduler
+
+        return scheduler.main(msgspec.json.decode(args.spec, type=scheduler.SchedulerSpec))
     if args.role == "gateway":
         from . import gateway
         from .node import GatewaySpec

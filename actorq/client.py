@@ -21,15 +21,18 @@ import zmq
 
 from . import actor
 from . import protocol as p
-from .errors import BrokerUnavailable, ResultTimeout
+from .errors import BrokerUnavailable, ResultTimeout, SubmitRejected
 from .session import (
     PING_INTERVAL_S,
     PIPELINE_CHUNK,
     HandleBase,
     Session,
+    chain_value,
     collect,
+    cron_entry,
     deadline_after,
     first_info,
+    needs_ack,
     remaining,
 )
 
@@ -39,6 +42,40 @@ DRAIN_MAX = 5000  # inbound frames handled per wake-up before sending again
 
 
 # ---- the synchronous client ------------------------------------------------------------
+
+
+class ChainHandle:
+    """The handle of a chain: `.handles` are its steps, `.id` the last step's id."""
+
+    def __init__(self, handles: list[TaskHandle]) -> None:
+        self.handles = handles
+        self.id = handles[-1].id
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The last step's result; if a step failed, the TaskFailed that stopped it."""
+        last = self.handles[-1]
+        last._client._wait_done([last], deadline_after(timeout))
+        return chain_value(self.handles)
+
+    def cancel(self) -> bool:
+        """Cancel every step not yet finished; True if any was."""
+        return any([h.cancel() for h in self.handles])
+
+
+class GroupHandle:
+    """The handle of a group: `.handles` are its members, in order."""
+
+    def __init__(self, handles: list[TaskHandle]) -> None:
+        self.handles = handles
+        self.ids = [h.id for h in handles]
+
+    def result(self, timeout: float | None = None, return_exceptions: bool = False) -> list[Any]:
+        """Every member's result, in order (the first failure raises unless collected)."""
+        return self.handles[0]._client.gather(self.handles, timeout, return_exceptions)
+
+    def cancel(self) -> bool:
+        return any([h.cancel() for h in self.handles])
+
 
 
 class TaskHandle(HandleBase):
@@ -195,31 +232,48 @@ class Client:
 
     # ---- public API ------------------------------------------------------------------
 
-    def submit(self, name: str, args: Sequence[Any] | None = (), kwargs: dict | None = None, *,
-               queue: str | None = None, priority: int | None = None) -> TaskHandle:
+    def submit(self, name: Any, args: Sequence[Any] | None = (), kwargs: dict | None = None,
+               **options: Any) -> TaskHandle:
         """Submit one task; returns its handle at once (the broker's ack comes later).
 
         `name` is "module:function" of an @task function (or the function itself).
-        `queue` and `priority` default to the task's @task defaults when this process
-        has imported its module, else to "default" and 0. Arguments must be
-        msgpack-encodable (TypeError otherwise, before anything is sent). Raises
-        SubmitRejected for a bad option or a payload over the broker's limit.
+        `options` are those the README lists (queue, priority, retries, backoff,
+        max_backoff, retry_on, timeout, expires, delay, eta, depends_on, key,
+        ignore_result); each defaults to the task's @task default when this process
+        has imported its module. Arguments must be msgpack-encodable (TypeError
+        otherwise, before anything is sent). Raises SubmitRejected for a bad option
+        or a payload over the broker's limit. With `depends_on` or `key` it waits
+        for the broker's answer, so an unknown dependency raises here and a key
+        already taken returns the first task's handle.
         """
-        spec = self._session.build(name, args, kwargs, queue, priority)
+        spec = self._session.build(name, args, kwargs, options)
         handle = TaskHandle(spec.id, self)
         self._session.add(spec, handle)
         self._wake()
+        if needs_ack(spec):
+            self._wait_acked(handle, spec.id)
         return handle
 
-    def submit_many(self, items: Iterable[tuple], *, queue: str | None = None,
-                    priority: int | None = None) -> list[TaskHandle]:
+    def _wait_acked(self, handle: TaskHandle, spec_id: str) -> None:
+        deadline = deadline_after(self.request_timeout)
+        with self._cond:
+            while spec_id in self._session.unacked and not handle.done:
+                left = remaining(deadline)
+                if left == 0.0:
+                    raise ResultTimeout("the broker did not acknowledge the submission in time")
+                self._cond.wait(left)
+        if isinstance(handle._error, SubmitRejected):
+            raise handle._error
+
+    def submit_many(self, items: Iterable[tuple], **options: Any) -> list[TaskHandle]:
         """Submit many `(name, args)` or `(name, args, kwargs)` tuples in batched messages.
 
-        Every item is validated and encoded before any is sent, so a bad item
-        raises without submitting the others.
+        `options` apply to every item (over each task's @task defaults). Every item
+        is validated and encoded before any is sent, so a bad item raises without
+        submitting the others.
         """
         session = self._session
-        prepared = session.prepare_many(items, queue, priority)  # every item valid, or raise
+        prepared = session.prepare_many(items, options)  # every item valid, or raise
         handles: list[TaskHandle] = []
         # Nothing below can fail, so the sender may start on the first chunk while
         # the rest are still being turned into specs and handles.
@@ -230,6 +284,29 @@ class Client:
                 handles.append(h)
             self._wake()
         return handles
+
+    def _submit_linked(self, items: Iterable[tuple], options: dict, piped: bool
+                       ) -> list[TaskHandle]:
+        session = self._session
+        specs = session.build_chain(items, options, piped)
+        handles = [TaskHandle(spec.id, self) for spec in specs]
+        for spec, h in zip(specs, handles):
+            session.add(spec, h)
+        self._wake()
+        for spec, h in zip(specs, handles):
+            if needs_ack(spec):
+                self._wait_acked(h, spec.id)
+        return handles
+
+    def chain(self, items: Iterable[tuple], **options: Any) -> ChainHandle:
+        """Run `(name, args[, kwargs])` steps one after another; each step after the
+        first gets the previous step's result as its first argument. The handle's
+        result() is the last step's result, or raises the failure that stopped it."""
+        return ChainHandle(self._submit_linked(items, options, piped=True))
+
+    def group(self, items: Iterable[tuple], **options: Any) -> GroupHandle:
+        """Run steps in parallel; the handle's result() is the list of their results."""
+        return GroupHandle(self._submit_linked(items, options, piped=False))
 
     def gather(self, handles: Sequence[TaskHandle], timeout: float | None = None,
                return_exceptions: bool = False) -> list[Any]:
@@ -254,8 +331,37 @@ class Client:
         return first_info(task_id, self._call(lambda req: p.Query(req, [task_id]), timeout))
 
     def cancel(self, task_id: str, timeout: float | None = None) -> bool:
-        """Cancel a task that has not started: True if it is now cancelled."""
+        """Cancel a task: True if it is now cancelled, False if it had already ended.
+
+        A task not yet running never will; a running one is stopped within about a
+        second (async: cancelled in place; plain: its worker is killed and replaced)."""
         return self._call(lambda req: p.Cancel(req, [task_id]), timeout).cancelled[0]
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100,
+                     timeout: float | None = None) -> list[p.TaskInfo]:
+        """Tasks whose last attempt failed (oldest first), kept until result_ttl."""
+        reply = self._call(lambda req: p.DeadLetters(req, queue, limit), timeout)
+        return [i for i in reply.items if i is not None]
+
+    def requeue(self, task_id: str, timeout: float | None = None) -> bool:
+        """Run a dead task again, with a fresh retry budget: True if it was dead."""
+        return self._call(lambda req: p.Requeue(req, [task_id]), timeout).ok[0]
+
+    def add_cron(self, name: str, schedule: str, task: Any, args: Sequence[Any] = (),
+                 kwargs: dict | None = None, *, queue: str = "default", priority: int = 0,
+                 timeout: float | None = None) -> None:
+        """Add (or replace) a cron entry: `schedule` is five cron fields, or six with a
+        leading seconds field, in UTC. Raises SubmitRejected for a bad entry."""
+        entry = cron_entry(name, schedule, task, args, kwargs, queue, priority)
+        self._call(lambda req: p.AddCron(req, entry), timeout)
+
+    def remove_cron(self, name: str, timeout: float | None = None) -> bool:
+        """Remove a cron entry: True if there was one."""
+        return self._call(lambda req: p.RemoveCron(req, name), timeout).ok[0]
+
+    def crons(self, timeout: float | None = None) -> list[p.CronEntry]:
+        """The cron table, with each entry's last due time fired (unix seconds)."""
+        return self._call(lambda req: p.ListCrons(req), timeout).entries
 
     def stats(self, timeout: float | None = None) -> p.Stats:
         """A snapshot of the broker's counters."""
@@ -301,4 +407,4 @@ class Client:
         self.close()
 
 
-__all__ = ["Client", "TaskHandle"]
+__all__ = ["ChainHandle", "Client", "GroupHandle", "TaskHandle"]

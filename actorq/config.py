@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 
+from . import crons
 from .errors import ConfigError
 
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -37,6 +38,7 @@ class BrokerConfig(msgspec.Struct, **_strict):
     heartbeat_liveness: int = 3  # missed beats before a worker is presumed dead
     result_ttl: float = 86400.0  # seconds a finished task's result is kept
     max_deliveries: int = 5  # leases without a result (workers died) before a task fails
+    kill_grace: float = 1.0  # seconds between SIGTERM and SIGKILL for a worker stuck in a task
 
 
 class HttpConfig(msgspec.Struct, **_strict):
@@ -59,11 +61,24 @@ class PoolConfig(msgspec.Struct, **_strict):
         return self.prefetch or self.concurrency
 
 
+class CronConfig(msgspec.Struct, **_strict):
+    """A `[[cron]]` entry: submit `task` with `args`/`kwargs` at every due time."""
+
+    name: str
+    schedule: str  # five cron fields, or six with leading seconds; UTC
+    task: str
+    args: list = msgspec.field(default_factory=list)
+    kwargs: dict = msgspec.field(default_factory=dict)
+    queue: str = "default"
+    priority: int = 0
+
+
 class Config(msgspec.Struct, **_strict):
     node: NodeConfig = msgspec.field(default_factory=NodeConfig)
     broker: BrokerConfig | None = None
     http: HttpConfig | None = None
     pools: list[PoolConfig] = msgspec.field(default_factory=list)
+    cron: list[CronConfig] = msgspec.field(default_factory=list)
 
 
 _PATH_RE = re.compile(r"`\$((?:\.[A-Za-z_][\w-]*|\[\d+\])*)`")
@@ -133,6 +148,28 @@ def _check(config: Config, file: str) -> None:
             raise ConfigError(file, "broker.max_deliveries", "must be >= 1")
         if b.result_ttl <= 0:
             raise ConfigError(file, "broker.result_ttl", "must be > 0")
+        if b.kill_grace < 0:
+            raise ConfigError(file, "broker.kill_grace", "must be >= 0")
+    if config.cron and config.broker is None:
+        raise ConfigError(file, "cron", "cron entries need a [broker] on the same node")
+    seen = set()
+    for i, c in enumerate(config.cron):
+        where = f"cron[{i}]"
+        if not crons.NAME_RE.fullmatch(c.name):
+            raise ConfigError(file, f"{where}.name", f"{c.name!r}: use 1..64 of letters, "
+                              "digits, '_', '.', ':', '-'")
+        if c.name in seen:
+            raise ConfigError(file, f"{where}.name", f"cron name {c.name!r} is used twice")
+        seen.add(c.name)
+        problem = crons.check_schedule(c.schedule)
+        if problem:
+            raise ConfigError(file, f"{where}.schedule", problem)
+        if ":" not in c.task:
+            raise ConfigError(file, f"{where}.task", f"{c.task!r} is not 'module:function'")
+        if not c.queue:
+            raise ConfigError(file, f"{where}.queue", "must be a non-empty string")
+        if not 0 <= c.priority <= 255:
+            raise ConfigError(file, f"{where}.priority", "must be in 0..255")
     if config.http is not None and config.broker is None:
         raise ConfigError(file, "http", "the gateway needs a [broker] on the same node")
     if config.http is not None and not re.fullmatch(r"[^:\s]+:\d+", config.http.bind):

@@ -31,6 +31,9 @@ TASK_DURATION = "actorq_task_duration_seconds"
 BAD_FRAMES = "actorq_bad_frames"
 STALE_RESULTS = "actorq_stale_results"
 BROKER_UPTIME = "actorq_broker_uptime_seconds"
+WAITING = "actorq_tasks_waiting"
+RETRIES = "actorq_task_retries"
+CRON_FIRED = "actorq_cron_fired"
 
 
 def families(stats: Stats | None) -> Iterator[Metric]:
@@ -55,6 +58,16 @@ def families(stats: Stats | None) -> Iterator[Metric]:
         depth.add_metric([queue], n)
     yield depth
     yield GaugeMetricFamily(RUNNING, "Tasks leased to workers now.", value=stats.running)
+    waiting = GaugeMetricFamily(WAITING, "Tasks not in a queue yet, and dead letters kept, "
+                                "by state.", labels=["state"])
+    waiting.add_metric(["scheduled"], stats.scheduled)
+    waiting.add_metric(["pending"], stats.pending)
+    waiting.add_metric(["dead"], stats.dead)
+    yield waiting
+    yield CounterMetricFamily(RETRIES, "Failed attempts scheduled for a retry.",
+                              value=stats.retries_total)
+    yield CounterMetricFamily(CRON_FIRED, "Tasks submitted by cron entries.",
+                              value=stats.cron_fired_total)
     alive = GaugeMetricFamily(WORKERS_ALIVE, "Workers connected and heartbeating, by pool.",
                               labels=["pool"])
     for pool, n in sorted(stats.workers_alive.items()):

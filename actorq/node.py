@@ -23,6 +23,8 @@ import zmq
 from . import actor
 from .children import Child, RestartIntensity, wait_all
 from .config import Config
+from .broker import BrokerSpec
+from .scheduler import SchedulerSpec
 from .supervisor import POOL_FAILED, SupervisorSpec
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,11 @@ class Node:
     def _start(self, name: str) -> Child:
         cfg = self.config
         if name == "broker":
-            child = Child("broker", name, cfg.broker, self.level)
+            child = Child("broker", name, BrokerSpec(config=cfg.broker, crons=cfg.cron),
+                          self.level)
+        elif name == "scheduler":
+            spec = SchedulerSpec(broker=self.endpoints["worker_bind"])
+            child = Child("scheduler", name, spec, self.level)
         elif name == "gateway":
             spec = GatewaySpec(bind=self.http_bind or cfg.http.bind,
                                broker=self.endpoints["bind"],
@@ -108,6 +114,8 @@ class Node:
             cfg.broker.bind = self.endpoints["bind"]
             cfg.broker.worker_bind = self.endpoints["worker_bind"]
         names = []
+        if cfg.broker is not None:
+            names.append("scheduler")
         if cfg.http is not None:
             names.append("gateway")
         names += [f"pool:{pl.name}" for pl in cfg.pools]

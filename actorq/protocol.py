@@ -12,7 +12,7 @@ at decode time (and is answered with an Error) rather than deep in a handler.
 from __future__ import annotations
 
 import enum
-from typing import Union
+from typing import Any, Union
 
 import msgspec
 
@@ -46,6 +46,23 @@ _msg = dict(tag=True, frozen=True, gc=False, omit_defaults=True)
 # ---- values carried inside messages -------------------------------------------------
 
 
+class Options(msgspec.Struct, **_value):
+    """A submission's lifecycle options. Absent (None) on a plain task, so the common
+    case costs nothing on the wire or in the broker. Times are unix seconds."""
+
+    retries: int = 0  # runs after the first, on failure
+    backoff: float = 1.0  # base seconds of exponential back-off
+    max_backoff: float = 3600.0
+    retry_on: list[str] | None = None  # exception names that retry; None = any
+    timeout: float = 0.0  # seconds an attempt may run; 0 = unlimited
+    expires_at: float = 0.0  # not started by then: expired; 0 = never
+    not_before: float = 0.0  # delay / eta; 0 = at once
+    depends_on: list[str] | None = None
+    pipe: bool = False  # receive depends_on[0]'s result as the first argument (chain)
+    key: str | None = None  # idempotency key
+    ignore_result: bool = False
+
+
 class TaskSpec(msgspec.Struct, **_value):
     """What a client submits: payload is msgpack of [args, kwargs], opaque to the broker."""
 
@@ -54,6 +71,7 @@ class TaskSpec(msgspec.Struct, **_value):
     payload: bytes
     queue: str = "default"
     priority: int = 0
+    opts: Options | None = None
 
 
 class Lease(msgspec.Struct, **_value):
@@ -64,6 +82,9 @@ class Lease(msgspec.Struct, **_value):
     payload: bytes
     token: int
     attempt: int
+    timeout: float | None = None  # the worker stops the attempt after this many seconds
+    retry_on: list[str] | None = None  # which exceptions the broker may retry
+    prev: bytes | None = None  # a chain's previous result (msgpack), prepended to args
 
 
 class Result(msgspec.Struct, **_value):
@@ -76,6 +97,41 @@ class Result(msgspec.Struct, **_value):
     error: str | None = None  # "ExcType: message" when not ok
     traceback: str | None = None
     duration_s: float = 0.0
+    retry: bool = True  # False when the exception is not one the lease's retry_on names
+
+
+class Progress(msgspec.Struct, **_value):
+    """`actorq.progress()` from inside a running task."""
+
+    id: str
+    token: int
+    fraction: float
+    info: Any = None
+
+
+class Timer(msgspec.Struct, **_value):
+    """A scheduled task and when (unix seconds) the scheduler should hand it back."""
+
+    id: str
+    due: float
+
+
+class CronEntry(msgspec.Struct, **_value):
+    """A recurring submission. `schedule` is five cron fields, or six with leading seconds."""
+
+    name: str
+    schedule: str
+    task: str
+    payload: bytes  # msgpack of [args, kwargs]
+    queue: str = "default"
+    priority: int = 0
+    last_fired: float = 0.0  # unix seconds of the last due time that fired
+    since: float = 0.0  # due times at or before this are never fired (added / node start)
+
+
+class Firing(msgspec.Struct, **_value):
+    name: str
+    at: float  # the due time being fired, unix seconds
 
 
 class Outcome(msgspec.Struct, **_value):
@@ -107,7 +163,12 @@ class TaskInfo(msgspec.Struct, frozen=True, gc=False):
     submitted_at: float
     started_at: float
     finished_at: float
-    error: str | None = None
+    error: str | None = None  # the last attempt's error, also while a retry waits
+    scheduled_for: float = 0.0  # unix seconds a scheduled task is due
+    progress: float | None = None  # last actorq.progress() fraction of a running task
+    progress_info: Any = None
+    retries: int = 0
+    depends_on: list[str] | None = None
 
 
 class Stats(msgspec.Struct, frozen=True, gc=False):
@@ -129,6 +190,11 @@ class Stats(msgspec.Struct, frozen=True, gc=False):
     stale_results_total: int
     rejected_total: int
     draining: bool
+    scheduled: int = 0  # delayed or waiting for a retry
+    pending: int = 0  # waiting for dependencies
+    dead: int = 0  # dead letters kept
+    retries_total: int = 0
+    cron_fired_total: int = 0
 
 
 # ---- messages -------------------------------------------------------------------------
@@ -138,12 +204,13 @@ class Hello(msgspec.Struct, **_msg):
     """First message of every peer. Workers and supervisors describe themselves."""
 
     version: int
-    role: str  # "client" | "worker" | "supervisor"
+    role: str  # "client" | "worker" | "supervisor" | "scheduler"
     pool: str = ""
     queues: list[str] = []
     credit: int = 0  # how many leases the worker can hold now
     pid: int = 0
     host: str = ""
+    rate_limits: dict[str, float] = {}  # task name -> most dispatches per second
 
 
 class Welcome(msgspec.Struct, **_msg):
@@ -186,6 +253,31 @@ class GetStats(msgspec.Struct, **_msg):
     req: int
 
 
+class DeadLetters(msgspec.Struct, **_msg):
+    req: int
+    queue: str | None = None
+    limit: int = 100
+
+
+class Requeue(msgspec.Struct, **_msg):
+    req: int
+    ids: list[str]
+
+
+class AddCron(msgspec.Struct, **_msg):
+    req: int
+    entry: CronEntry
+
+
+class RemoveCron(msgspec.Struct, **_msg):
+    req: int
+    name: str
+
+
+class ListCrons(msgspec.Struct, **_msg):
+    req: int
+
+
 class Ping(msgspec.Struct, **_msg):
     pass
 
@@ -194,6 +286,8 @@ class Ping(msgspec.Struct, **_msg):
 class Accepted(msgspec.Struct, **_msg):
     ids: list[str]
     instance: str  # which broker accepted them: a client can tell acks from a restarted one
+    # submitted id -> id of the task already holding the same idempotency key
+    aliases: dict[str, str] = {}
 
 
 class Rejected(msgspec.Struct, **_msg):
@@ -214,6 +308,18 @@ class CancelReply(msgspec.Struct, **_msg):
     cancelled: list[bool]
 
 
+class Done(msgspec.Struct, **_msg):
+    """One yes/no per item of a request (requeue, remove_cron, add_cron)."""
+
+    req: int
+    ok: list[bool]
+
+
+class CronsReply(msgspec.Struct, **_msg):
+    req: int
+    entries: list[CronEntry]
+
+
 class StatsReply(msgspec.Struct, **_msg):
     req: int
     stats: Stats
@@ -229,6 +335,26 @@ class Report(msgspec.Struct, **_msg):
 
     results: list[Result]
     credit: int = 0
+    progress: list[Progress] = []
+
+
+class Stuck(msgspec.Struct, **_msg):
+    """A plain function overran its timeout or was cancelled while running: the worker
+    cannot stop it, so it asks (through the broker) for its supervisor to kill it."""
+
+    reason: str
+
+
+class Due(msgspec.Struct, **_msg):
+    """scheduler -> broker: these scheduled tasks are due now."""
+
+    ids: list[str]
+
+
+class Fire(msgspec.Struct, **_msg):
+    """scheduler -> broker: these cron due times have come."""
+
+    items: list[Firing]
 
 
 class Heartbeat(msgspec.Struct, **_msg):
@@ -263,12 +389,42 @@ class Beat(msgspec.Struct, **_msg):
     instance: str
 
 
-ClientToBroker = Union[Hello, Submit, Watch, Query, Cancel, GetStats, Ping]
-WorkerToBroker = Union[Hello, Report, Heartbeat, Goodbye, WorkerExited, PoolFailed]
+class Stop(msgspec.Struct, **_msg):
+    """broker -> worker: these tasks were cancelled; stop them if they run."""
+
+    ids: list[str]
+
+
+class Kill(msgspec.Struct, **_msg):
+    """broker -> supervisor: SIGTERM this worker, then SIGKILL after `grace` seconds."""
+
+    worker: str
+    reason: str
+    grace: float
+
+
+class Schedule(msgspec.Struct, **_msg):
+    """broker -> scheduler: hold these until due. `reset` replaces everything held."""
+
+    items: list[Timer]
+    reset: bool = False
+
+
+class Crons(msgspec.Struct, **_msg):
+    """broker -> scheduler: the whole cron table (it is small)."""
+
+    entries: list[CronEntry]
+
+
+ClientToBroker = Union[Hello, Submit, Watch, Query, Cancel, GetStats, Ping, DeadLetters,
+                       Requeue, AddCron, RemoveCron, ListCrons]
+WorkerToBroker = Union[Hello, Report, Heartbeat, Goodbye, WorkerExited, PoolFailed, Stuck, Due,
+                       Fire]
 BrokerToClient = Union[
-    Welcome, Accepted, Rejected, Outcomes, Infos, CancelReply, StatsReply, Pong, Error
+    Welcome, Accepted, Rejected, Outcomes, Infos, CancelReply, StatsReply, Pong, Error, Done,
+    CronsReply,
 ]
-BrokerToWorker = Union[Welcome, Dispatch, Beat, Error]
+BrokerToWorker = Union[Welcome, Dispatch, Beat, Error, Stop, Kill, Schedule, Crons]
 
 encode = msgspec.msgpack.Encoder().encode
 

@@ -18,6 +18,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
+
+from . import crons
 from . import protocol as p
 from .config import DEFAULT_MAX_PAYLOAD_BYTES
 from .errors import (
@@ -28,6 +31,8 @@ from .errors import (
     TaskFailed,
     TaskNotFound,
 )
+from .options import SUBMIT_OPTIONS
+from .options import build as build_options
 from .tasks import decode_result, encode_args, lookup
 
 SUBMIT_BATCH = 1000  # tasks per Submit message at most
@@ -110,6 +115,8 @@ class Session:
         self.outbox: deque[p.TaskSpec] = deque()
         self.control: deque[object] = deque()
         self.handles: dict[str, HandleBase] = {}  # waiting for an outcome
+        # More handles waiting on an id that already has one (idempotency keys).
+        self.also: dict[str, list[HandleBase]] = {}
         self.unacked: dict[str, p.TaskSpec] = {}  # sent or queued, not yet accepted
         self.requests: dict[int, Request] = {}
         self.completed: list[HandleBase] = []  # done since the driver last looked
@@ -129,28 +136,25 @@ class Session:
         # The zero-padded counter keeps ids of one millisecond in submission order.
         return f"{self._id_base()}{next(self._counter):010x}"
 
-    def _options(self, name: Any, queue: str | None, priority: int | None) -> tuple[str, str, int]:
-        """Validate a submission's name, queue and priority, filling in @task defaults.
+    def _options(self, name: Any, overrides: dict[str, Any]
+                 ) -> tuple[str, str, int, p.Options | None]:
+        """Check a submission's name and options, starting from its @task defaults.
 
-        `name` may be the @task function itself. A queue or priority of None takes
-        the task's @task default when this process has the task registered (its
-        module imported), else "default" / 0.
+        `name` may be the @task function itself. Defaults apply when this process has
+        the task registered (submitting the function, or having imported its module).
+        Raises SubmitRejected("bad_option", ...) naming the option at fault.
         """
+        unknown = overrides.keys() - SUBMIT_OPTIONS
+        if unknown:
+            raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
         name = getattr(name, "actorq_name", name)
-        if queue is None or priority is None:
-            tdef = lookup(name) if isinstance(name, str) else None
-            if queue is None:
-                queue = (tdef.queue if tdef else None) or "default"
-            if priority is None:
-                priority = tdef.priority if tdef and tdef.priority is not None else 0
         if not isinstance(name, str) or ":" not in name:
             raise SubmitRejected("bad_option",
                                  f"task name {name!r} is not of the form 'module:function'")
-        if not isinstance(queue, str) or not queue:
-            raise SubmitRejected("bad_option", "queue must be a non-empty string")
-        if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 255:
-            raise SubmitRejected("bad_option", f"priority must be an int in 0..255, got {priority!r}")
-        return name, queue, priority
+        tdef = lookup(name)
+        merged = {**tdef.defaults, **overrides} if tdef and tdef.defaults else overrides
+        queue, priority, opts = build_options(merged, time.time())
+        return name, queue, priority, opts
 
     def _payload(self, args: Any, kwargs: dict | None) -> bytes:
         if args is None:
@@ -165,18 +169,17 @@ class Session:
                                  f"the broker's {self.max_payload_bytes}-byte limit")
         return payload
 
-    def build(self, name: Any, args: Any, kwargs: dict | None, queue: str | None,
-              priority: int | None) -> p.TaskSpec:
+    def build(self, name: Any, args: Any, kwargs: dict | None,
+              overrides: dict[str, Any]) -> p.TaskSpec:
         """Validate and encode one submission; raises before anything is sent."""
-        name, queue, priority = self._options(name, queue, priority)
-        return p.TaskSpec(self.new_id(), name, self._payload(args, kwargs), queue, priority)
+        name, queue, priority, opts = self._options(name, overrides)
+        return p.TaskSpec(self.new_id(), name, self._payload(args, kwargs), queue, priority, opts)
 
-    def prepare_many(self, items: Iterable[tuple], queue: str | None,
-                     priority: int | None) -> list[tuple[tuple[str, str, int], bytes]]:
+    def prepare_many(self, items: Iterable[tuple], overrides: dict[str, Any]) -> list[tuple]:
         """Validate and encode every item: the only step of a batch submission that can
         fail, so a bad item raises before anything is queued. Errors name the item."""
         prepared = []
-        resolved: dict[Any, tuple[str, str, int]] = {}  # options once per distinct name
+        resolved: dict[Any, tuple] = {}  # options once per distinct name
         for i, item in enumerate(items):
             try:
                 if not isinstance(item, tuple) or not 1 <= len(item) <= 3:
@@ -185,7 +188,7 @@ class Session:
                 fn = item[0]
                 opts = resolved.get(fn) if isinstance(fn, str) else None
                 if opts is None:
-                    opts = self._options(fn, queue, priority)
+                    opts = self._options(fn, overrides)
                     if isinstance(fn, str):
                         resolved[fn] = opts
                 payload = self._payload(item[1] if len(item) > 1 else (),
@@ -197,18 +200,35 @@ class Session:
             prepared.append((opts, payload))
         return prepared
 
-    def specs(self, prepared: list[tuple[tuple[str, str, int], bytes]]) -> list[p.TaskSpec]:
+    def specs(self, prepared: list[tuple]) -> list[p.TaskSpec]:
         """Task specs (with ids) for prepared items; cannot fail."""
         base = self._id_base()
         counter = self._counter
         Spec = p.TaskSpec
-        return [Spec(f"{base}{next(counter):010x}", name, payload, queue, priority)
-                for (name, queue, priority), payload in prepared]
+        return [Spec(f"{base}{next(counter):010x}", name, payload, queue, priority, opts)
+                for (name, queue, priority, opts), payload in prepared]
 
-    def build_many(self, items: Iterable[tuple], queue: str | None,
-                   priority: int | None) -> list[p.TaskSpec]:
+    def build_many(self, items: Iterable[tuple], overrides: dict[str, Any]) -> list[p.TaskSpec]:
         """Validate and encode every item before any is queued; errors name the item."""
-        return self.specs(self.prepare_many(items, queue, priority))
+        return self.specs(self.prepare_many(items, overrides))
+
+    def build_chain(self, items: Iterable[tuple], overrides: dict[str, Any],
+                    piped: bool) -> list[p.TaskSpec]:
+        """Specs for a chain (each step depends on, and when `piped` receives the result
+        of, the one before) or a group (`piped` False and no links)."""
+        specs = self.build_many(items, overrides)
+        if not specs:
+            raise SubmitRejected("bad_option", "a chain or group needs at least one task")
+        if not piped:
+            return specs
+        out = [specs[0]]
+        for spec in specs[1:]:
+            prev = out[-1].id
+            o = spec.opts or p.Options()
+            extra = [d for d in (o.depends_on or []) if d != prev]
+            opts = msgspec.structs.replace(o, depends_on=[prev, *extra], pipe=True)
+            out.append(msgspec.structs.replace(spec, opts=opts))
+        return out
 
     def add(self, spec: p.TaskSpec, handle: HandleBase) -> None:
         self.handles[spec.id] = handle
@@ -275,13 +295,19 @@ class Session:
                         h._outcome = out
                         self.unacked.pop(out.id, None)
                         self._done(h)
-            case p.Accepted(ids=ids, instance=instance):
+                        if self.also:
+                            for extra in self.also.pop(out.id, ()):
+                                extra._outcome = out
+                                self._done(extra)
+            case p.Accepted(ids=ids, instance=instance, aliases=aliases):
                 # Checked before the ids are applied: at an instance change, every handle
                 # no longer unacked was acknowledged by the old broker.
                 self._check_instance(instance)
                 pop = self.unacked.pop
                 for tid in ids:
                     pop(tid, None)
+                for new, first in aliases.items():
+                    self._alias(new, first)
             case p.Rejected(items=items):
                 for r in items:
                     self.unacked.pop(r.id, None)
@@ -289,7 +315,8 @@ class Session:
                     if h is not None:
                         h._error = SubmitRejected(r.code, r.message, r.id)
                         self._done(h)
-            case p.Infos(req=req) | p.CancelReply(req=req) | p.StatsReply(req=req):
+            case (p.Infos(req=req) | p.CancelReply(req=req) | p.StatsReply(req=req)
+                  | p.Done(req=req) | p.CronsReply(req=req)):
                 slot = self.requests.pop(req, None)
                 if slot is not None:
                     slot.reply = msg
@@ -309,6 +336,18 @@ class Session:
                 elif code == "protocol_version":
                     self.fail_all(err)
 
+    def _alias(self, new: str, first: str) -> None:
+        """A submission with an idempotency key the broker already held: its handle
+        becomes a handle of the first task."""
+        h = self.handles.pop(new, None)
+        if h is None:
+            return
+        h.id = first
+        if first in self.handles:
+            self.also.setdefault(first, []).append(h)
+        else:
+            self.handles[first] = h
+
     def _check_instance(self, instance: str) -> None:
         old = self.instance
         self.instance = instance
@@ -320,10 +359,11 @@ class Session:
         for tid, h in list(self.handles.items()):
             if tid not in self.unacked:
                 del self.handles[tid]
-                h._error = BrokerUnavailable(
-                    f"the broker restarted (instance {old} -> {instance}) and task {tid} "
-                    "was lost with its in-memory state")
-                self._done(h)
+                for lost in (h, *self.also.pop(tid, ())):
+                    lost._error = BrokerUnavailable(
+                        f"the broker restarted (instance {old} -> {instance}) and task {tid} "
+                        "was lost with its in-memory state")
+                    self._done(lost)
         if self.unacked:
             self.outbox.extendleft(reversed(list(self.unacked.values())))
         for req, slot in list(self.requests.items()):
@@ -347,6 +387,14 @@ class Session:
                 break
             h._error = err
             self._done(h)
+        while self.also:
+            try:
+                _, extra = self.also.popitem()
+            except KeyError:
+                break
+            for h in extra:
+                h._error = err
+                self._done(h)
         self.unacked.clear()
         while self.requests:
             try:
@@ -356,6 +404,42 @@ class Session:
             slot.error = err
             self.answered.append(slot)
         self.outbox.clear()
+
+
+def needs_ack(spec: p.TaskSpec) -> bool:
+    """Options only the broker can check (a dependency exists, a key is taken): submit()
+    waits for the broker's answer so that a bad one raises there, and a keyed
+    submission returns the handle of the task holding the key."""
+    o = spec.opts
+    return o is not None and (o.depends_on is not None or o.key is not None)
+
+
+def chain_value(handles: list[HandleBase]) -> Any:
+    """A chain's result: its last step's, or the failure that stopped it."""
+    try:
+        return handles[-1]._value()
+    except TaskCancelled:
+        for h in handles[:-1]:
+            if h.done:
+                try:
+                    h._value()
+                except TaskCancelled:
+                    continue
+                except Exception as exc:
+                    raise exc from None
+        raise
+
+
+def cron_entry(name: str, schedule: str, task: Any, args: Any, kwargs: dict | None,
+               queue: str, priority: int) -> p.CronEntry:
+    """Check and encode a cron entry on the client side (the broker checks the schedule)."""
+    task = getattr(task, "actorq_name", task)
+    problem = crons.check_entry(name, schedule, task, queue, priority)
+    if problem:
+        raise SubmitRejected("bad_option", problem)
+    if not isinstance(args, (tuple, list)):
+        raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
+    return p.CronEntry(name, schedule, task, encode_args(args, kwargs), queue, priority)
 
 
 def deadline_after(timeout: float | None) -> float | None:

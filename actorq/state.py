@@ -12,14 +12,20 @@ are unix time, derived from `now` with an offset fixed at start-up.
 from __future__ import annotations
 
 import bisect
+import heapq
 import logging
+import random
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
+from . import crons
 from . import protocol as p
+from .options import broker_check
+from .pacing import Limiter, retry_delay
 from .protocol import TaskState
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,14 @@ DURATION_BUCKETS_S = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 
 QUEUED = TaskState.QUEUED
 RUNNING = TaskState.RUNNING
 SUCCEEDED = TaskState.SUCCEEDED
+SCHEDULED = TaskState.SCHEDULED
+PENDING = TaskState.PENDING
+DEAD = TaskState.DEAD
+CANCELLED = TaskState.CANCELLED
+EXPIRED = TaskState.EXPIRED
+NOT_STARTED = frozenset({PENDING, SCHEDULED, QUEUED})
+SCHEDULE_CHUNK = 50_000  # timers per message when the whole schedule is sent
+EARLY_TOLERANCE_S = 0.5  # a Due this much before the task's due time is a stale one
 
 
 class Task(msgspec.Struct, gc=False):
@@ -57,6 +71,7 @@ class Task(msgspec.Struct, gc=False):
     # Client routing ids to push the outcome to: one bare id (the usual case, and 72
     # bytes a task cheaper than a one-element list) or a list when several watch.
     watchers: bytes | list[bytes] | None = None
+    opts: p.Options | None = None  # lifecycle options; None for a plain task
 
 
 def _is_queued(task: Task) -> bool:
@@ -89,6 +104,7 @@ class Supervisor:
     pool: str
     last_seen: float
     failed: str = ""  # the reason, once the pool gave up
+    host: str = ""
 
 
 @dataclass
@@ -99,6 +115,7 @@ class Outbox:
     rejected: dict[bytes, list[p.Rejection]] = field(default_factory=dict)
     outcomes: dict[bytes, list[p.Outcome]] = field(default_factory=dict)
     dispatch: dict[bytes, list[p.Lease]] = field(default_factory=dict)
+    aliases: dict[bytes, dict[str, str]] = field(default_factory=dict)
     to_clients: list[tuple[bytes, object]] = field(default_factory=list)
     to_workers: list[tuple[bytes, object]] = field(default_factory=list)
 
@@ -118,7 +135,10 @@ class BrokerState:
         heartbeat_liveness: int = 3,
         result_ttl_s: float = 86400.0,
         max_deliveries: int = 5,
+        kill_grace_s: float = 1.0,
+        crons: list[p.CronEntry] | None = None,
         instance: str | None = None,
+        seed: int | None = None,
     ) -> None:
         self.instance = instance or secrets.token_hex(6)
         self.started = now
@@ -128,7 +148,9 @@ class BrokerState:
         self.liveness_s = heartbeat_interval_s * heartbeat_liveness
         self.result_ttl_s = result_ttl_s
         self.max_deliveries = max_deliveries
+        self.kill_grace_s = kill_grace_s
         self.draining = False
+        self.rand = random.Random(seed)
 
         self.tasks: dict[str, Task] = {}
         self._strings: dict[str, str] = {}
@@ -142,11 +164,33 @@ class BrokerState:
         self._next_token = 0
         self._next_beat = now
 
+        # The lifecycle beyond queued -> running -> done. Each structure holds only the
+        # tasks that use the feature, so plain tasks pay nothing for it.
+        self.scheduled: dict[str, float] = {}  # id -> due (unix s): delayed, backing off
+        self._to_schedule: list[p.Timer] = []  # for the scheduler, this turn
+        self.scheduler: bytes | None = None
+        self.scheduler_seen = now
+        self.waiting: dict[str, int] = {}  # pending id -> dependencies not yet succeeded
+        self.dependents: dict[str, list[str]] = {}  # id -> pending ids waiting on it
+        self.piped: dict[str, bytes] = {}  # chain step id -> previous step's result
+        self.progress: dict[str, tuple[float, Any]] = {}
+        self.keys: dict[str, str] = {}  # idempotency key -> task id
+        self.dead: dict[str, None] = {}  # dead letters, oldest first
+        self.retry_base: dict[str, int] = {}  # attempts before a requeue of a dead task
+        self.expiries: list[tuple[float, str]] = []  # heap of (monotonic deadline, id)
+        self.limits: dict[str, Limiter] = {}  # task name -> rate limit
+        self.held: dict[str, deque[Task]] = {}  # rate-limited tasks set aside, by name
+        self.crons: dict[str, p.CronEntry] = {}
+        for entry in crons or ():
+            self.crons[entry.name] = msgspec.structs.replace(entry, since=now + wall_offset)
+
         self.submitted_total = 0
         self.finished_total: dict[str, int] = {}
         self.rejected_total = 0
         self.bad_frames_total = 0
         self.stale_results_total = 0
+        self.retries_total = 0
+        self.cron_fired_total = 0
         self.worker_restarts: dict[str, int] = {}
         self.duration_counts = [0] * (len(DURATION_BUCKETS_S) + 1)
         self.duration_sum_s = 0.0
@@ -156,6 +200,10 @@ class BrokerState:
     # ---- plumbing ------------------------------------------------------------------
 
     def take_outbox(self) -> Outbox:
+        if self._to_schedule:
+            if self.scheduler is not None:  # else sent in full when one says hello
+                self.outbox.to_workers.append((self.scheduler, p.Schedule(self._to_schedule)))
+            self._to_schedule = []
         out, self.outbox = self.outbox, Outbox()
         return out
 
@@ -199,6 +247,28 @@ class BrokerState:
             case p.Cancel(req=req, ids=ids):
                 done = [self._cancel(i, now) for i in ids]
                 self.outbox.to_clients.append((peer, p.CancelReply(req=req, cancelled=done)))
+            case p.DeadLetters(req=req, queue=queue, limit=limit):
+                items = []
+                for tid in self.dead:
+                    if len(items) >= max(0, limit):
+                        break
+                    task = self.tasks.get(tid)
+                    if task is not None and (queue is None or task.queue == queue):
+                        items.append(self._info(task))
+                self.outbox.to_clients.append((peer, p.Infos(req=req, items=items)))
+            case p.Requeue(req=req, ids=ids):
+                ok = [self._requeue_dead(i, now) for i in ids]
+                self.outbox.to_clients.append((peer, p.Done(req=req, ok=ok)))
+            case p.AddCron(req=req, entry=entry):
+                self._add_cron(peer, req, entry, now)
+            case p.RemoveCron(req=req, name=name):
+                existed = self.crons.pop(name, None) is not None
+                if existed:
+                    self._send_crons()
+                self.outbox.to_clients.append((peer, p.Done(req=req, ok=[existed])))
+            case p.ListCrons(req=req):
+                self.outbox.to_clients.append(
+                    (peer, p.CronsReply(req=req, entries=list(self.crons.values()))))
             case p.GetStats(req=req):
                 self.outbox.to_clients.append((peer, p.StatsReply(req=req, stats=self.stats(now))))
             case p.Ping():
@@ -234,6 +304,7 @@ class BrokerState:
                 self._add_watcher(existing, peer)
                 continue
             name, queue, priority = spec.name, spec.queue, spec.priority
+            opts = spec.opts
             # One cheap test on the hot path; the detailed one only when it fails.
             if (self.draining or len(spec.payload) > max_payload or ":" not in name or not queue
                     or not 0 <= priority <= MAX_PRIORITY or not 0 < len(tid) <= MAX_ID_LENGTH):
@@ -243,6 +314,9 @@ class BrokerState:
             # strings; keeping one copy of each saves ~120 bytes per queued task.
             name = strings.setdefault(name, name)
             queue = strings.setdefault(queue, queue)
+            if opts is not None:
+                self._submit_with_options(peer, spec, name, queue, opts, now, accepted)
+                continue
             task = Task(tid, name, spec.payload, queue, priority, QUEUED, wall, watchers=peer)
             tasks[tid] = task
             (queues.get(queue) or self._new_queue(queue)).push(task)
@@ -251,6 +325,90 @@ class BrokerState:
             added += 1
         self.queued += added
         self.submitted_total += added
+
+    def _submit_with_options(self, peer: bytes, spec: p.TaskSpec, name: str, queue: str,
+                             opts: p.Options, now: float, accepted: list[str]) -> None:
+        """The submit path of a task with lifecycle options (its own accounting)."""
+        tid = spec.id
+        problem = broker_check(opts)
+        if problem:
+            self._reject(peer, tid, "bad_option", problem)
+            return
+        tasks = self.tasks
+        if opts.key is not None:
+            first = tasks.get(self.keys.get(opts.key, ""))
+            if first is not None:
+                # Idempotent resubmission: answer with the first task and watch it.
+                accepted.append(tid)
+                self.outbox.aliases.setdefault(peer, {})[tid] = first.id
+                self._add_watcher(first, peer)
+                return
+        deps = opts.depends_on
+        if deps:
+            for d in deps:
+                if d not in tasks:
+                    self._reject(peer, tid, "bad_option", f"depends_on: no task {d!r} on this "
+                                 "broker (never submitted, not yet acknowledged, or purged)")
+                    return
+        wall = now + self.wall_offset
+        task = Task(tid, name, spec.payload, queue, spec.priority, PENDING, wall, watchers=peer,
+                    opts=opts)
+        tasks[tid] = task
+        accepted.append(tid)
+        self.submitted_total += 1
+        if opts.key is not None:
+            self.keys[opts.key] = tid
+        if opts.expires_at:
+            if opts.expires_at <= wall:
+                self._finish(task, EXPIRED, now, error="Expired: its deadline had passed "
+                             "when it was submitted")
+                return
+            heapq.heappush(self.expiries, (opts.expires_at - self.wall_offset, tid))
+        if deps:
+            waiting = 0
+            for i, d in enumerate(deps):
+                dep = tasks[d]
+                if dep.state is SUCCEEDED:
+                    if i == 0 and opts.pipe:
+                        self.piped[tid] = dep.value
+                elif dep.state in p.FINAL_STATES:
+                    self._finish(task, CANCELLED, now, error=self._dependency_error(dep))
+                    return
+                else:
+                    waiting += 1
+                    self.dependents.setdefault(d, []).append(tid)
+            if waiting:
+                self.waiting[tid] = waiting
+                return
+        self._release(task, now)
+        return
+
+    @staticmethod
+    def _dependency_error(dep: Task) -> str:
+        """Why a dependent is cancelled; down a graph, every task names the root cause."""
+        if dep.error and dep.error.startswith("DependencyFailed:"):
+            return dep.error
+        why = f": {dep.error}" if dep.error else ""
+        return f"DependencyFailed: dependency {dep.id} ({dep.name}) ended {dep.state}{why}"
+
+    def _release(self, task: Task, now: float) -> None:
+        """A task free to go: scheduled if its time has not come, else queued."""
+        opts = task.opts
+        if opts is not None and opts.not_before > now + self.wall_offset:
+            self._schedule(task, opts.not_before)
+        else:
+            self._queue(task)
+
+    def _schedule(self, task: Task, due: float) -> None:
+        task.state = SCHEDULED
+        self.scheduled[task.id] = due
+        self._to_schedule.append(p.Timer(task.id, due))
+
+    def _queue(self, task: Task) -> None:
+        task.state = QUEUED
+        (self.queues.get(task.queue) or self._new_queue(task.queue)).push(task)
+        self.depth[task.queue] += 1
+        self.queued += 1
 
     def _validate(self, spec: p.TaskSpec) -> tuple[str, str]:
         if self.draining:
@@ -307,10 +465,38 @@ class BrokerState:
 
     def _cancel(self, tid: str, now: float) -> bool:
         task = self.tasks.get(tid)
-        if task is None or task.state is not QUEUED:
+        if task is None or task.state in p.FINAL_STATES:
             return False
-        self._unqueue(task)
-        self._finish(task, TaskState.CANCELLED, now, error="cancelled by a client")
+        if task.state is RUNNING:
+            # The worker stops it: async tasks are cancelled in place; a plain function
+            # cannot be, so its worker asks to be killed (Stuck). Its lease stays held
+            # until the worker reports or dies.
+            if task.worker in self.workers:
+                self.outbox.to_workers.append((task.worker, p.Stop([tid])))
+        else:
+            self._leave_waiting(task)
+        self._finish(task, CANCELLED, now, error="Cancelled: cancelled by a client")
+        return True
+
+    def _leave_waiting(self, task: Task) -> None:
+        """Take a task that has not started out of whatever holds it."""
+        state = task.state
+        if state is QUEUED:
+            self._unqueue(task)
+        elif state is SCHEDULED:
+            self.scheduled.pop(task.id, None)
+        elif state is PENDING:
+            self.waiting.pop(task.id, None)
+
+    def _requeue_dead(self, tid: str, now: float) -> bool:
+        task = self.tasks.get(tid)
+        if task is None or task.state is not DEAD:
+            return False
+        self.dead.pop(tid, None)
+        self.retry_base[tid] = task.attempts  # a fresh retry budget
+        task.value = task.error = task.traceback = None
+        task.finished_at = 0.0
+        self._queue(task)
         return True
 
     @staticmethod
@@ -321,16 +507,22 @@ class BrokerState:
         if task is None:
             return None
         w = self.workers.get(task.worker) if task.worker else None
+        prog = self.progress.get(task.id) if self.progress else None
         return p.TaskInfo(
             id=task.id, name=task.name, queue=task.queue, priority=task.priority,
             state=task.state, attempts=task.attempts,
             worker=w.name if w else (task.worker.decode(errors="replace") if task.worker else None),
             submitted_at=task.submitted_at, started_at=task.started_at,
             finished_at=task.finished_at, error=task.error,
+            scheduled_for=self.scheduled.get(task.id, 0.0),
+            progress=prog[0] if prog else None, progress_info=prog[1] if prog else None,
+            retries=task.opts.retries if task.opts else 0,
+            depends_on=task.opts.depends_on if task.opts else None,
         )
 
     def _finish(self, task: Task, state: TaskState, now: float, *, value: bytes | None = None,
-                error: str | None = None, traceback: str | None = None) -> None:
+                error: str | None = None, traceback: str | None = None,
+                cascade: bool = True) -> None:
         task.state = state
         task.finished_at = now + self.wall_offset
         task.value = value
@@ -339,6 +531,8 @@ class BrokerState:
         # (success never comes here: _results handles it inline, the hot path)
         self.finished_total[state] = self.finished_total.get(state, 0) + 1
         self._finished.append((now + self.result_ttl_s, task.id))
+        if state is DEAD:
+            self.dead[task.id] = None
         watchers = task.watchers
         if watchers:
             outcome = self._outcome(task)
@@ -350,6 +544,53 @@ class BrokerState:
                 else:
                     lst.append(outcome)
             task.watchers = None
+        if cascade and self.dependents:
+            self._settle_dependents(task, now)
+
+    def _settle_dependents(self, task: Task, now: float) -> None:
+        """A task ended: release what waited on it, or cancel it (and so on down)."""
+        work = [task]
+        tasks, waiting, dependents = self.tasks, self.waiting, self.dependents
+        while work:
+            done = work.pop()
+            ids = dependents.pop(done.id, None)
+            if not ids:
+                continue
+            ok = done.state is SUCCEEDED
+            for did in ids:
+                d = tasks.get(did)
+                if d is None or d.state is not PENDING or did not in waiting:
+                    continue
+                if ok:
+                    if d.opts.pipe and d.opts.depends_on[0] == done.id:
+                        self.piped[did] = done.value
+                    left = waiting[did] - 1
+                    if left:
+                        waiting[did] = left
+                    else:
+                        del waiting[did]
+                        self._release(d, now)
+                else:
+                    del waiting[did]
+                    # cascade=False: this loop carries it on, without recursion however
+                    # long the chain.
+                    self._finish(d, CANCELLED, now, error=self._dependency_error(done),
+                                 cascade=False)
+                    work.append(d)
+
+    def _attempt_failed(self, task: Task, error: str | None, traceback: str | None,
+                        retryable: bool, now: float) -> None:
+        """Retry with back-off while the task's retries last, else it is dead."""
+        opts = task.opts
+        runs = task.attempts - self.retry_base.get(task.id, 0)
+        task.worker = None
+        if opts is not None and retryable and runs <= opts.retries:
+            task.error, task.traceback = error, traceback
+            delay = retry_delay(opts.backoff, opts.max_backoff, runs, self.rand)
+            self.retries_total += 1
+            self._schedule(task, now + self.wall_offset + delay)
+            return
+        self._finish(task, DEAD, now, error=error, traceback=traceback)
 
     # ---- workers and supervisors ---------------------------------------------------
 
@@ -358,7 +599,9 @@ class BrokerState:
         if worker is not None:
             worker.last_seen = now
         match msg:
-            case p.Report(results=results, credit=extra):
+            case p.Report(results=results, credit=extra, progress=progress):
+                if progress:
+                    self._progress(progress)
                 self._results(peer, worker, results, now)
                 if worker is not None:
                     self._add_credit(worker, len(results) + extra)
@@ -369,8 +612,17 @@ class BrokerState:
                     sup = self.supervisors.get(peer)
                     if sup is not None:
                         sup.last_seen = now
+                    elif peer == self.scheduler:
+                        self.scheduler_seen = now
                     else:
                         self.outbox.to_workers.append((peer, _UNKNOWN_PEER))
+            case p.Due(ids=ids):
+                self._due(peer, ids, now)
+            case p.Fire(items=items):
+                self._fire(peer, items, now)
+            case p.Stuck(reason=reason):
+                if worker is not None:
+                    self._kill(worker, reason)
             case p.Hello() as hello:
                 if self._version_ok(peer, hello, True):
                     self._hello(peer, hello, now)
@@ -402,7 +654,10 @@ class BrokerState:
 
     def _hello(self, peer: bytes, hello: p.Hello, now: float) -> None:
         if hello.role == "supervisor":
-            self.supervisors[peer] = Supervisor(peer, hello.pool, now)
+            self.supervisors[peer] = Supervisor(peer, hello.pool, now, host=hello.host)
+        elif hello.role == "scheduler":
+            self._scheduler_hello(peer, now)
+            return
         elif hello.role == "worker":
             known = self.workers.get(peer)
             if known is not None:
@@ -415,6 +670,10 @@ class BrokerState:
                 worker = self.workers[peer] = Worker(peer, hello, now)
                 if worker.credit:
                     self.ready[peer] = None
+            for name, rate in hello.rate_limits.items():
+                lim = self.limits.get(name)
+                if rate > 0 and (lim is None or lim.interval != 1.0 / rate):
+                    self.limits[name] = Limiter(rate)
         else:
             self.outbox.to_workers.append(
                 (peer, p.Error(code="bad_role", message=f"role {hello.role!r} does not "
@@ -452,27 +711,30 @@ class BrokerState:
             if task is None or task.token != r.token:
                 self.stale_results_total += 1
                 continue
-            state = task.state
-            if state is QUEUED:
-                self._unqueue(task)
-            elif state is not RUNNING:
-                self.stale_results_total += 1
-                continue
             wid = task.worker
             if wid is not None:
                 holder = worker if worker is not None and worker.ident == wid else workers.get(wid)
                 if holder is not None:
                     holder.leased.pop(task.id, None)
+            state = task.state
+            if state is QUEUED:
+                self._unqueue(task)
+            elif state is not RUNNING:
+                self.stale_results_total += 1  # e.g. cancelled while it ran
+                continue
             counts[bisect.bisect_left(buckets, r.duration_s)] += 1
             duration_sum += r.duration_s
             if not r.ok:
-                self._finish(task, TaskState.FAILED, now, error=r.error, traceback=r.traceback)
+                self._attempt_failed(task, r.error, r.traceback, r.retry, now)
                 continue
             task.state = SUCCEEDED
             task.finished_at = wall
             task.value = r.value
             task.payload = b""  # no retry can need it now; keeps finished tasks small
             succeeded += 1
+            if task.opts is not None and task.opts.ignore_result:
+                self._succeeded_ignored(task, now)
+                continue
             finished.append((expires, task.id))
             watchers = task.watchers
             if watchers:
@@ -484,9 +746,129 @@ class BrokerState:
                     else:
                         lst.append(outcome)
                 task.watchers = None
+            if self.dependents:
+                self._settle_dependents(task, now)
         if succeeded:
             self.finished_total[SUCCEEDED] = self.finished_total.get(SUCCEEDED, 0) + succeeded
         self.duration_sum_s += duration_sum
+
+    def _succeeded_ignored(self, task: Task, now: float) -> None:
+        """ignore_result: waiters learn it succeeded, dependents go on, nothing is kept."""
+        watchers = task.watchers
+        if watchers:
+            outcome = p.Outcome(task.id, SUCCEEDED)
+            for client in ((watchers,) if watchers.__class__ is bytes else watchers):
+                self.outbox.outcomes.setdefault(client, []).append(outcome)
+            task.watchers = None
+        if self.dependents:
+            self._settle_dependents(task, now)
+        self._forget(task)
+
+    def _forget(self, task: Task) -> None:
+        """Drop a task and everything kept about it."""
+        tid = task.id
+        self.tasks.pop(tid, None)
+        self.dead.pop(tid, None)
+        if self.progress:
+            self.progress.pop(tid, None)
+        if self.retry_base:
+            self.retry_base.pop(tid, None)
+        if self.piped:
+            self.piped.pop(tid, None)
+        opts = task.opts
+        if opts is not None and opts.key is not None and self.keys.get(opts.key) == tid:
+            del self.keys[opts.key]
+
+    def _progress(self, items: list[p.Progress]) -> None:
+        for pr in items:
+            task = self.tasks.get(pr.id)
+            if task is not None and task.token == pr.token and task.state is RUNNING:
+                self.progress[pr.id] = (pr.fraction, pr.info)
+
+    def _kill(self, worker: Worker, reason: str) -> None:
+        """A worker running a plain function it cannot stop: its supervisor replaces it.
+        It takes no new work meanwhile; its other leases are requeued when it exits."""
+        worker.draining = True
+        self.ready.pop(worker.ident, None)
+        kill = p.Kill(worker=worker.name, reason=reason, grace=self.kill_grace_s)
+        for sup in self.supervisors.values():
+            if sup.pool == worker.pool and sup.host == worker.host and not sup.failed:
+                self.outbox.to_workers.append((sup.ident, kill))
+
+    # ---- the scheduler and cron ----------------------------------------------------
+
+    def _scheduler_hello(self, peer: bytes, now: float) -> None:
+        """A (re)started scheduler gets everything it must hold: it keeps nothing we lack."""
+        self.scheduler = peer
+        self.scheduler_seen = now
+        out = self.outbox.to_workers
+        out.append((peer, self.welcome()))
+        timers = [p.Timer(tid, due) for tid, due in self.scheduled.items()]
+        out.append((peer, p.Schedule(timers[:SCHEDULE_CHUNK], reset=True)))
+        for i in range(SCHEDULE_CHUNK, len(timers), SCHEDULE_CHUNK):
+            out.append((peer, p.Schedule(timers[i:i + SCHEDULE_CHUNK])))
+        self._to_schedule = []
+        out.append((peer, p.Crons(list(self.crons.values()))))
+
+    def _due(self, peer: bytes, ids: list[str], now: float) -> None:
+        wall = now + self.wall_offset
+        for tid in ids:
+            due = self.scheduled.get(tid)
+            if due is None or due > wall + EARLY_TOLERANCE_S:
+                continue  # cancelled, or rescheduled since (a stale timer)
+            task = self.tasks.get(tid)
+            del self.scheduled[tid]
+            if task is not None and task.state is SCHEDULED:
+                self._queue(task)
+
+    def _send_crons(self) -> None:
+        if self.scheduler is not None:
+            self.outbox.to_workers.append((self.scheduler, p.Crons(list(self.crons.values()))))
+
+    def _add_cron(self, peer: bytes, req: int, entry: p.CronEntry, now: float) -> None:
+        problem = crons.check_entry(entry.name, entry.schedule, entry.task, entry.queue,
+                                    entry.priority)
+        if problem is None and len(entry.payload) > self.max_payload_bytes:
+            problem = f"cron arguments of {len(entry.payload)} bytes are over the limit"
+        if problem is not None:
+            self.outbox.to_clients.append((peer, p.Error("bad_option", problem, req)))
+            return
+        # Due times from now on: a replaced entry does not fire for its past.
+        self.crons[entry.name] = msgspec.structs.replace(entry, last_fired=0.0,
+                                                         since=now + self.wall_offset)
+        self._send_crons()
+        self.outbox.to_clients.append((peer, p.Done(req=req, ok=[True])))
+
+    def _fire(self, peer: bytes, items: list[p.Firing], now: float) -> None:
+        """Cron due times: each creates one task, once, whoever says it and how often."""
+        wall = now + self.wall_offset
+        for f in items:
+            entry = self.crons.get(f.name)
+            if entry is None or f.at <= entry.last_fired or f.at <= entry.since:
+                continue
+            self.crons[f.name] = msgspec.structs.replace(entry, last_fired=f.at)
+            if self.draining:
+                continue
+            tid = f"{int(f.at * 1000):011x}-cron-{f.name}"
+            if tid in self.tasks:
+                continue
+            name = self._strings.setdefault(entry.task, entry.task)
+            task = Task(tid, name, entry.payload, entry.queue, entry.priority, QUEUED, wall)
+            self.tasks[tid] = task
+            self._queue(task)
+            self.submitted_total += 1
+            self.cron_fired_total += 1
+            log.info("cron %s fired for %.0f: task %s", f.name, f.at, tid)
+
+    def _expire(self, now: float) -> None:
+        heap = self.expiries
+        while heap and heap[0][0] <= now:
+            _, tid = heapq.heappop(heap)
+            task = self.tasks.get(tid)
+            if task is not None and task.state in NOT_STARTED:
+                self._leave_waiting(task)
+                self._finish(task, EXPIRED, now, error="Expired: not started before its "
+                             "deadline")
 
     def _drop_worker(self, worker: Worker, now: float) -> None:
         """Forget a worker and requeue every lease it held, at the front of its priority."""
@@ -498,7 +880,7 @@ class BrokerState:
             if task.attempts >= self.max_deliveries:
                 # A task that takes its worker down every time would otherwise crash-loop
                 # the pool until the supervisor gives up on it.
-                self._finish(task, TaskState.FAILED, now, error=(
+                self._finish(task, DEAD, now, error=(
                     f"WorkerLost: the worker running this task was lost {task.attempts} "
                     f"time(s) (last: {worker.name}); giving up"))
             else:
@@ -516,6 +898,8 @@ class BrokerState:
         sup = self.supervisors.get(peer)
         if sup is not None and not sup.failed:
             del self.supervisors[peer]  # a failed pool stays listed: operators need to see it
+        if peer == self.scheduler:
+            self.scheduler = None
 
     # ---- dispatch and time ---------------------------------------------------------
 
@@ -527,6 +911,9 @@ class BrokerState:
         workers = self.workers
         ready = self.ready
         out = self.outbox.dispatch
+        limits = self.limits
+        if self.held:
+            self._release_held(now)
         for ident in list(ready):
             w = workers[ident]
             leases = None
@@ -534,6 +921,12 @@ class BrokerState:
                 task = self._pop_for(w)
                 if task is None:
                     break
+                if limits and task.name in limits:
+                    lim = limits[task.name]
+                    if not lim.allows(now):
+                        self._hold(task)
+                        continue
+                    lim.take(now)
                 self._next_token += 1
                 token = self._next_token
                 task.state = RUNNING
@@ -547,12 +940,41 @@ class BrokerState:
                     leases = out.get(ident)
                     if leases is None:
                         leases = out[ident] = []
-                leases.append(p.Lease(task.id, task.name, task.payload, token, task.attempts))
+                opts = task.opts
+                if opts is None:
+                    leases.append(p.Lease(task.id, task.name, task.payload, token, task.attempts))
+                else:
+                    leases.append(p.Lease(task.id, task.name, task.payload, token, task.attempts,
+                                          opts.timeout or None, opts.retry_on,
+                                          self.piped.get(task.id) if opts.pipe else None))
             del ready[ident]
             if w.credit > 0:
                 ready[ident] = None  # to the back of the round
             if not self.queued:
                 break
+
+    def _hold(self, task: Task) -> None:
+        """Set aside a task whose name is over its rate limit; it stays queued (and
+        counted) and goes back to the front of its queue when the limit allows."""
+        held = self.held.get(task.name)
+        if held is None:
+            held = self.held[task.name] = deque()
+        held.append(task)
+        self.depth[task.queue] += 1
+        self.queued += 1
+
+    def _release_held(self, now: float) -> None:
+        for name, held in list(self.held.items()):
+            lim = self.limits[name]
+            if lim.allows(now) and lim.released_for != lim.next_at:
+                while held:
+                    task = held.popleft()
+                    if task.state is QUEUED:  # else cancelled or expired meanwhile
+                        lim.released_for = lim.next_at
+                        self.queues[task.queue].push_front(task)
+                        break
+            if not held:
+                del self.held[name]
 
     def _pop_for(self, w: Worker) -> Task | None:
         queues = self.queues
@@ -578,7 +1000,9 @@ class BrokerState:
         return task
 
     def tick(self, now: float) -> None:
-        """Heartbeats, liveness and purging: cheap enough to call every loop turn."""
+        """Deadlines, heartbeats, liveness and purging: cheap enough for every loop turn."""
+        if self.expiries and self.expiries[0][0] <= now:
+            self._expire(now)
         if now < self._next_beat:
             return
         self._next_beat = now + self.heartbeat_interval_s
@@ -591,6 +1015,13 @@ class BrokerState:
                 self._drop_worker(worker, now)
             else:
                 self.outbox.to_workers.append((worker.ident, beat))
+        if self.scheduler is not None:
+            if self.scheduler_seen < deadline:
+                log.warning("the scheduler missed %.1f s of heartbeats; waiting for it to "
+                            "say hello again", now - self.scheduler_seen)
+                self.scheduler = None
+            else:
+                self.outbox.to_workers.append((self.scheduler, beat))
         forget = now - self.liveness_s * SUPERVISOR_FORGET_LIVENESSES
         for sup in list(self.supervisors.values()):
             if sup.failed:
@@ -610,10 +1041,19 @@ class BrokerState:
             _, tid = finished.popleft()
             task = tasks.get(tid)
             if task is not None and task.state in p.FINAL_STATES:
-                del tasks[tid]
+                if task.opts is None and not self.progress:
+                    del tasks[tid]
+                else:
+                    self._forget(task)
 
     def next_deadline(self) -> float:
-        return self._next_beat
+        """When the loop must wake even if no message comes."""
+        at = self._next_beat
+        if self.expiries:
+            at = min(at, self.expiries[0][0])
+        for name in self.held:
+            at = min(at, self.limits[name].next_at)
+        return at
 
     # ---- observation ---------------------------------------------------------------
 
@@ -648,6 +1088,11 @@ class BrokerState:
             stale_results_total=self.stale_results_total,
             rejected_total=self.rejected_total,
             draining=self.draining,
+            scheduled=len(self.scheduled),
+            pending=len(self.waiting),
+            dead=len(self.dead),
+            retries_total=self.retries_total,
+            cron_fired_total=self.cron_fired_total,
         )
 
 

@@ -53,6 +53,10 @@ class Supervisor:
         self.restarts = 0
         self.heartbeat_s = HEARTBEAT_S
         self.next_beat = 0.0
+        self.kill_at: dict[str, float] = {}  # worker -> when SIGKILL follows a Kill's SIGTERM
+        # Workers stopped on the broker's word (a timeout, a cancel): replacing them is
+        # routine, so it does not count against the restart intensity.
+        self.killed: set[str] = set()
 
     def _send(self, msg: object) -> None:
         try:
@@ -76,7 +80,9 @@ class Supervisor:
             if child.poll() is None:
                 continue
             del self.workers[wid]
-            restart = not stopping and self.intensity.allow(time.monotonic())
+            ordered = wid in self.killed
+            self.killed.discard(wid)
+            restart = not stopping and (ordered or self.intensity.allow(time.monotonic()))
             # Tell the broker first: its leases are requeued now, not at lease expiry.
             self._send(p.WorkerExited(worker=wid, exit_code=child.exit_code or 0,
                                       restarted=restart))
@@ -89,7 +95,8 @@ class Supervisor:
                 self._send(p.PoolFailed(reason=reason))
                 return POOL_FAILED
             self.restarts += 1
-            log.warning("worker %s %s; starting a replacement", wid, child.describe_exit())
+            log.log(logging.INFO if ordered else logging.WARNING,
+                    "worker %s %s; starting a replacement", wid, child.describe_exit())
             self.spawn()
         return None
 
@@ -106,7 +113,8 @@ class Supervisor:
             pending = {c.ready_fd: c for c in self.workers.values() if c.ready_fd is not None}
             for fd in pending:
                 poller.register(fd, zmq.POLLIN)
-            timeout_ms = max(0.0, self.next_beat - time.monotonic()) * 1000
+            wake = min(self.next_beat, *self.kill_at.values()) if self.kill_at else self.next_beat
+            timeout_ms = max(0.0, wake - time.monotonic()) * 1000
             events = dict(poller.poll(timeout_ms))
             for fd in pending:
                 poller.unregister(fd)
@@ -116,6 +124,7 @@ class Supervisor:
                 self.signals.clear()
             if self.sock in events:
                 self._read_broker()
+            self._kill_overdue()
             failed = self.reap(stopping=False)
             if failed is not None:
                 result = failed
@@ -149,8 +158,26 @@ class Supervisor:
                     self.next_beat = min(self.next_beat, time.monotonic() + interval)
                 case p.Beat():
                     pass
+                case p.Kill(worker=wid, reason=reason, grace=grace):
+                    child = self.workers.get(wid)
+                    if child is not None and wid not in self.kill_at:
+                        log.warning("stopping worker %s (%s): SIGTERM, SIGKILL in %g s",
+                                    wid, reason, grace)
+                        child.signal(signal.SIGTERM)
+                        self.kill_at[wid] = time.monotonic() + grace
+                        self.killed.add(wid)
                 case p.Error(code=code, message=message):
                     log.error("broker says %s: %s", code, message)
+
+    def _kill_overdue(self) -> None:
+        now = time.monotonic()
+        for wid, at in list(self.kill_at.items()):
+            child = self.workers.get(wid)
+            if child is None or child.poll() is not None:
+                del self.kill_at[wid]
+            elif now >= at:
+                del self.kill_at[wid]
+                child.signal(signal.SIGKILL)
 
     def _stop(self) -> None:
         """Drain: SIGTERM every worker, give running tasks the grace period, then SIGKILL."""

@@ -13,6 +13,9 @@ from typing import Any, TypeVar, overload
 
 import msgspec
 
+from .options import TASK_ONLY_OPTIONS, parse_rate
+from .options import check as check_options
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 _encoder = msgspec.msgpack.Encoder()
@@ -26,10 +29,8 @@ class TaskDef(msgspec.Struct, frozen=True):
     module: str
     fn: Callable[..., Any]
     is_async: bool
-    queue: str | None = None
-    priority: int | None = None
-    retries: int | None = None
-    timeout: float | None = None
+    defaults: dict[str, Any] = {}  # submit options (queue, priority, retries, ...)
+    rate_limit: float | None = None  # dispatches per second, across all workers
 
 
 _registry: dict[str, TaskDef] = {}
@@ -38,39 +39,33 @@ _registry: dict[str, TaskDef] = {}
 @overload
 def task(fn: F) -> F: ...
 @overload
-def task(
-    *,
-    name: str | None = None,
-    queue: str | None = None,
-    priority: int | None = None,
-    retries: int | None = None,
-    timeout: float | None = None,
-) -> Callable[[F], F]: ...
+def task(*, name: str | None = None, rate_limit: str | None = None,
+         **defaults: Any) -> Callable[[F], F]: ...
 
 
 def task(fn: Any = None, **options: Any) -> Any:
     """Register a function (plain or `async def`) as a task named "module:function".
 
-    Use bare (`@task`) or with defaults (`@task(queue="reports", priority=5)`) that
-    a client may override per submission. The function stays callable as before;
-    registration only makes it runnable by workers whose pool lists its module.
-    Runs at import time in both clients and workers.
+    Use bare (`@task`) or with defaults (`@task(queue="reports", retries=3)`): any
+    option `Client.submit` takes, which a submission may override, plus `name` and
+    `rate_limit` ("100/s", "10/m"), which only the task can say. Bad options raise
+    SubmitRejected at import, naming the option. The function stays callable as
+    before; registration only makes it runnable by workers whose pool lists its
+    module. Runs at import time in both clients and workers.
     """
-    unknown = set(options) - {"name", "queue", "priority", "retries", "timeout"}
-    if unknown:
-        raise TypeError(f"@task got unknown option(s): {', '.join(sorted(unknown))}")
+    check_options(options)
 
     def register(f: F) -> F:
         name = options.get("name") or f"{f.__module__}:{f.__qualname__}"
+        rate = options.get("rate_limit")
         _registry[name] = TaskDef(
             name=name,
             module=f.__module__,
             fn=f,
             is_async=inspect.iscoroutinefunction(f),
-            queue=options.get("queue"),
-            priority=options.get("priority"),
-            retries=options.get("retries"),
-            timeout=options.get("timeout"),
+            defaults={k: v for k, v in options.items()
+                      if k not in TASK_ONLY_OPTIONS and v is not None},
+            rate_limit=parse_rate(rate) if rate is not None else None,
         )
         f.actorq_name = name  # type: ignore[attr-defined]
         return f

@@ -34,7 +34,8 @@ import zmq
 from . import actor
 from . import protocol as p
 from .config import DEFAULT_MAX_PAYLOAD_BYTES, PoolConfig
-from .tasks import TaskDef, decode_args, encode_result, registered
+from .context import current as current_task
+from .tasks import TaskDef, decode_args, decode_result, encode_result, registered
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,32 @@ class WorkerSpec(msgspec.Struct, kw_only=True):
     worker_id: str
 
 
+def _retryable(exc: BaseException, retry_on: list[str] | None) -> bool:
+    """Whether `exc` is one of the lease's retry_on exceptions (by class or base class,
+    named bare or as module.QualName)."""
+    if retry_on is None:
+        return True
+    for cls in type(exc).__mro__:
+        if cls.__name__ in retry_on or f"{cls.__module__}.{cls.__qualname__}" in retry_on:
+            return True
+    return False
+
+
 def _failure(lease: p.Lease, exc: BaseException, t0: float) -> p.Result:
     return p.Result(lease.id, lease.token, False, None, f"{type(exc).__name__}: {exc}",
-                    traceback.format_exc(), time.perf_counter() - t0)
+                    traceback.format_exc(), time.perf_counter() - t0,
+                    _retryable(exc, lease.retry_on))
+
+
+def _args(lease: p.Lease) -> tuple[list, dict]:
+    args, kwargs = decode_args(lease.payload)
+    if lease.prev is not None:  # a chain step: the previous step's result comes first
+        args = [decode_result(lease.prev), *args]
+    return args, kwargs
+
+
+class TaskTimeout(TimeoutError):
+    """An attempt ran past its `timeout`."""
 
 
 class Worker:
@@ -86,6 +110,15 @@ class Worker:
         self._runners_stop = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._async_running: dict[int, asyncio.Task[None]] = {}  # lease token -> task
+        # Plain functions now running, by lease token: (lease, started); written by
+        # runner threads, read by the loop (single dict operations are atomic).
+        self._sync_running: dict[int, tuple[p.Lease, float]] = {}
+        self._stopped: set[int] = set()  # tokens cancelled before or while running
+        self._abandoned: set[int] = set()  # tokens already reported (timed out, stopped)
+        self._stuck = False
+        self._progress: deque[p.Progress] = deque()
+        self._progress_scheduled = False
 
     # ---- socket ----------------------------------------------------------------------
 
@@ -120,7 +153,9 @@ class Worker:
         self._send(p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool=self.pool.name,
                            queues=list(self.pool.queues),
                            credit=0 if self.stopping else self.credit_max - self.held,
-                           pid=os.getpid(), host=socket.gethostname()))
+                           pid=os.getpid(), host=socket.gethostname(),
+                           rate_limits={n: d.rate_limit for n, d in self.allowed.items()
+                                        if d.rate_limit}))
 
     def _handle(self, msg: object) -> None:
         match msg:
@@ -128,6 +163,8 @@ class Worker:
                 self.held += len(leases)
                 self.buffer.extend(leases)
                 self._start_ready()
+            case p.Stop(ids=ids):
+                self._stop_tasks(set(ids))
             case p.Beat(instance=instance):
                 if instance != self.instance:
                     log.warning("broker instance changed (%s -> %s); registering again",
@@ -174,7 +211,8 @@ class Worker:
                     break  # async slots full; everything behind waits its turn (FIFO)
                 buffer.popleft()
                 self.running_async += 1
-                t = self._loop.create_task(self._run_async(lease, tdef))
+                t = self._loop.create_task(self._run_async(lease, tdef), name=lease.id)
+                self._async_running[lease.token] = t
                 self._tasks.add(t)
                 t.add_done_callback(self._tasks.discard)
             else:
@@ -213,11 +251,26 @@ class Worker:
                     return
                 continue
             t0 = time.perf_counter()
-            try:
-                args, kwargs = decode_args(lease.payload)
-                result = self._encode_value(lease, tdef.fn(*args, **kwargs), t0)
-            except (Exception, SystemExit) as exc:  # a task's sys.exit() must not end the thread
-                result = _failure(lease, exc, t0)
+            token = lease.token
+            if token in self._stopped:  # cancelled while it waited for this thread
+                result = p.Result(lease.id, token, False, None, "Cancelled: cancelled before "
+                                  "it started", None, 0.0, False)
+            else:
+                if lease.timeout is not None:
+                    self._sync_running[token] = (lease, time.monotonic())
+                    self._loop.call_soon_threadsafe(self._watch_timeout, token, lease.timeout)
+                else:
+                    self._sync_running[token] = (lease, 0.0)
+                ctx = current_task.set((lease.id, token, self._report_progress))
+                try:
+                    args, kwargs = _args(lease)
+                    result = self._encode_value(lease, tdef.fn(*args, **kwargs), t0)
+                except (Exception, SystemExit) as exc:  # a task's sys.exit() must not end the thread
+                    result = _failure(lease, exc, t0)
+                current_task.reset(ctx)
+                self._sync_running.pop(token, None)
+                if token in self._abandoned:
+                    continue  # already reported as timed out or cancelled
             # Append before reading the flag; the loop clears the flag before draining
             # the deque, so a result is never stranded between the two.
             self._threaded.append(result)
@@ -238,13 +291,101 @@ class Worker:
 
     async def _run_async(self, lease: p.Lease, tdef: TaskDef) -> None:
         t0 = time.perf_counter()
+        token = lease.token
+        current_task.set((lease.id, token, self._report_progress))
         try:
-            args, kwargs = decode_args(lease.payload)
-            result = self._encode_value(lease, await tdef.fn(*args, **kwargs), t0)
+            args, kwargs = _args(lease)
+            # asyncio.timeout cancels the task in place when its time is up.
+            async with asyncio.timeout(lease.timeout):
+                value = await tdef.fn(*args, **kwargs)
+            result = self._encode_value(lease, value, t0)
+        except TimeoutError as caught:
+            err: BaseException = caught
+            if lease.timeout is not None and time.perf_counter() - t0 >= lease.timeout:
+                err = TaskTimeout(f"task exceeded its timeout of {lease.timeout:g} s")
+            result = _failure(lease, err, t0)
+        except asyncio.CancelledError:
+            result = p.Result(lease.id, token, False, None, "Cancelled: cancelled while "
+                              "running", None, time.perf_counter() - t0, False)
         except (Exception, SystemExit) as exc:
             result = _failure(lease, exc, t0)
+        finally:
+            self._async_running.pop(token, None)
         self.running_async -= 1
         self._complete(result)
+
+    # ---- timeouts, cancellation, progress --------------------------------------------
+
+    def _watch_timeout(self, token: int, timeout: float) -> None:
+        """On the loop, when a plain function with a timeout starts: one timer for it."""
+        if token in self._sync_running:
+            self._loop.call_later(timeout, self._check_overrun, token)
+
+    def _check_overrun(self, token: int) -> None:
+        entry = self._sync_running.get(token)
+        if entry is None or token in self._abandoned:
+            return
+        lease, started = entry
+        message = f"task exceeded its timeout of {lease.timeout:g} s"
+        result = p.Result(lease.id, token, False, None, f"TaskTimeout: {message}", None,
+                          time.monotonic() - started,
+                          _retryable(TaskTimeout(message), lease.retry_on))
+        self._give_up_on(lease, result, f"task {lease.id} overran its {lease.timeout:g} s "
+                         "timeout")
+
+    def _give_up_on(self, lease: p.Lease, result: p.Result, reason: str) -> None:
+        """A plain function we cannot stop: report it now and ask to be replaced."""
+        self._abandoned.add(lease.token)
+        self._complete(result)
+        if not self._stuck:
+            self._stuck = True
+            log.warning("worker %s: %s; asking the supervisor to replace this process",
+                        self.spec.worker_id, reason)
+            self._send(p.Stuck(reason=reason))
+
+    def _stop_tasks(self, ids: set[str]) -> None:
+        """The broker cancelled these: cancel async ones in place, skip unstarted ones,
+        and for a plain function already running, ask to be killed."""
+        kept = deque()
+        for lease in self.buffer:
+            if lease.id in ids:
+                self._complete(p.Result(lease.id, lease.token, False, None,
+                                        "Cancelled: cancelled before it started", None, 0.0,
+                                        False))
+            else:
+                kept.append(lease)
+        self.buffer = kept
+        for token, t in list(self._async_running.items()):
+            if t.get_name() in ids:
+                t.cancel()
+        for lease, _ in list(self._sync_running.values()):
+            if lease.id in ids and lease.token not in self._abandoned:
+                self._give_up_on(lease, p.Result(lease.id, lease.token, False, None,
+                                                 "Cancelled: cancelled while running", None,
+                                                 0.0, False),
+                                 f"task {lease.id} was cancelled while running")
+        for lease, _ in list(self._sync):
+            if lease.id in ids:
+                self._stopped.add(lease.token)
+
+    def _report_progress(self, task_id: str, token: int, fraction: float, info: Any) -> None:
+        """From a task (any thread): queue a progress report for the next flush."""
+        self._progress.append(p.Progress(task_id, token, fraction, info))
+        if not self._progress_scheduled:
+            self._progress_scheduled = True
+            self._loop.call_soon_threadsafe(self._flush_progress)
+
+    def _flush_progress(self) -> None:
+        self._progress_scheduled = False
+        latest: dict[int, p.Progress] = {}
+        while True:
+            try:
+                item = self._progress.popleft()
+            except IndexError:
+                break
+            latest[item.token] = item
+        if latest:
+            self._send(p.Report([], progress=list(latest.values())))
 
     def _complete(self, result: p.Result) -> None:
         self._loop_results.append(result)

@@ -122,7 +122,7 @@ def test_health_and_metrics(node, client):
         "actorq_broker_up 1.0",
         "actorq_tasks_submitted_total 12.0",
         'actorq_tasks_finished_total{state="succeeded"} 10.0',
-        'actorq_tasks_finished_total{state="failed"} 1.0',
+        'actorq_tasks_finished_total{state="dead"} 1.0',
         'actorq_queue_depth{queue="nobody-serves-this"} 1.0',
         'actorq_workers_alive{pool="default"} 2.0',
         "actorq_task_duration_seconds_count 11.0",

@@ -44,7 +44,7 @@ def test_a_raising_task_raises_task_failed_with_remote_type_message_and_tracebac
     assert err.value.exc_type == "ValueError"
     assert err.value.error == "ValueError: kaput"
     assert "raise ValueError(message)" in err.value.traceback
-    assert err.value.state == "failed"
+    assert err.value.state == "dead"  # its last (only) attempt failed
 
 
 def test_unknown_task_name_fails_clearly_and_other_work_is_untouched(node, client):

@@ -22,7 +22,7 @@ def welcomed(instance="one", max_payload=1024 * 1024) -> Session:
 
 
 def submit(s: Session, name="m:f", args=(1,), **kw) -> HandleBase:
-    spec = s.build(name, args, None, kw.get("queue", "default"), kw.get("priority", 0))
+    spec = s.build(name, args, None, {"queue": kw.get("queue", "default"), "priority": kw.get("priority", 0)})
     h = HandleBase(spec.id)
     s.add(spec, h)
     return h
@@ -47,14 +47,14 @@ def test_ids_are_unique_and_sort_by_creation_time():
 def test_bad_submissions_raise_before_anything_is_queued(name, args, queue, priority, error):
     s = welcomed()
     with pytest.raises(error):
-        s.build(name, args, None, queue, priority)
+        s.build(name, args, None, {"queue": queue, "priority": priority})
     assert not s.outbox
 
 
 def test_payload_over_the_brokers_limit_is_refused_locally():
     s = welcomed(max_payload=100)
     with pytest.raises(SubmitRejected) as err:
-        s.build("m:f", ("x" * 200,), None, "default", 0)
+        s.build("m:f", ("x" * 200,), None, {})
     assert err.value.code == "too_large"
 
 
@@ -119,10 +119,11 @@ def test_public_api_is_pinned():
     import actorq
 
     assert sorted(actorq.__all__) == sorted([
-        "ActorqError", "AsyncClient", "AsyncTaskHandle", "BrokerUnavailable", "Client",
-        "ConfigError", "ResultTimeout", "SubmitRejected", "TaskCancelled", "TaskError",
-        "TaskExpired", "TaskFailed", "TaskHandle", "TaskInfo", "TaskNotFound", "TaskState",
-        "task", "__version__"])
+        "ActorqError", "AsyncChainHandle", "AsyncClient", "AsyncGroupHandle", "AsyncTaskHandle",
+        "BrokerUnavailable", "ChainHandle", "Client", "ConfigError", "GroupHandle",
+        "ResultTimeout", "SubmitRejected", "TaskCancelled", "TaskError", "TaskExpired",
+        "TaskFailed", "TaskHandle", "TaskInfo", "TaskNotFound", "TaskState", "progress", "task",
+        "__version__"])
     assert issubclass(actorq.ResultTimeout, TimeoutError)
     assert issubclass(actorq.BrokerUnavailable, ConnectionError)
     assert issubclass(actorq.TaskNotFound, KeyError)
@@ -140,10 +141,10 @@ def test_task_defaults_apply_unless_the_submit_overrides_them():
         return None
 
     s = welcomed()
-    by_function = s.build(report, (), None, None, None)
+    by_function = s.build(report, (), None, {})
     assert by_function.name == report.actorq_name
     assert (by_function.queue, by_function.priority) == ("reports", 7)
-    overridden = s.build(report.actorq_name, (), None, "urgent", 0)
+    overridden = s.build(report.actorq_name, (), None, {"queue": "urgent", "priority": 0})
     assert (overridden.queue, overridden.priority) == ("urgent", 0)
-    unknown_here = s.build("elsewhere:f", (), None, None, None)
+    unknown_here = s.build("elsewhere:f", (), None, {})
     assert (unknown_here.queue, unknown_here.priority) == ("default", 0)

@@ -164,16 +164,20 @@ def test_wrong_protocol_version_gets_a_clear_error():
     assert s.bad_frames_total == 1
 
 
-def test_cancel_queued_only_and_notifies_watchers():
+def test_cancel_stops_running_and_queued_tasks_once_and_notifies_watchers():
     s = fresh()
     s.on_worker(W1, worker_hello(credit=1), 0)
     s.on_client(C, p.Submit([spec(0), spec(1)]), 0)
-    turn(s)
+    lease = turn(s).dispatch[W1][0]
     s.on_client(C, p.Cancel(7, ["t0", "t1", "t1", "nope"]), 0)
     out = turn(s)
-    assert out.to_clients == [(C, p.CancelReply(7, [False, True, False, False]))]
-    assert out.outcomes[C][0].state == "cancelled"
+    assert out.to_clients == [(C, p.CancelReply(7, [True, True, False, False]))]
+    assert out.to_workers == [(W1, p.Stop(["t0"]))]  # the running one is stopped
+    assert [o.state for o in out.outcomes[C]] == ["cancelled", "cancelled"]
     assert s.queued == 0 and s.depth["default"] == 0
+    # The stopped attempt's late report changes nothing but frees the lease.
+    s.on_worker(W1, p.Report([p.Result("t0", lease.token, False, error="Cancelled: x")]), 1)
+    assert s.tasks["t0"].state == "cancelled" and not s.workers[W1].leased
 
 
 def test_goodbye_hands_back_unstarted_leases_without_counting_an_attempt():
@@ -239,7 +243,7 @@ def test_stats_snapshot():
     s.on_worker(W1, p.Report([p.Result(lease.id, lease.token, False, error="E: x",
                                        duration_s=0.002)]), 0.5)
     st = s.stats(0.5)
-    assert st.submitted_total == 2 and st.finished_total == {"failed": 1}
+    assert st.submitted_total == 2 and st.finished_total == {"dead": 1}
     assert st.queue_depth == {"default": 1} and st.workers_alive == {"default": 1}
     assert st.supervisors == {"default": "up"}
     assert sum(st.duration_counts) == 1 and st.duration_counts[1] == 1  # 2 ms: <= 5 ms bucket
@@ -253,9 +257,9 @@ def test_a_task_that_keeps_killing_its_worker_fails_as_worker_lost():
         turn(s, n)
         s.on_worker(SUP, p.Hello(version=1, role="supervisor", pool="default"), n)
         s.on_worker(SUP, p.WorkerExited(w.decode(), -9, True), n)
-    assert s.tasks["t0"].state == "failed"
+    assert s.tasks["t0"].state == "dead"
     assert s.tasks["t0"].error.startswith("WorkerLost: ")
-    assert s.take_outbox().outcomes[C][0].state == "failed"
+    assert s.take_outbox().outcomes[C][0].state == "dead"
 
 
 def test_a_failed_pool_stays_listed_and_a_silent_supervisor_is_forgotten():

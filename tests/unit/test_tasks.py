@@ -17,7 +17,7 @@ async def fancy():
 def test_registration_names_and_defaults():
     reg = registered([__name__])
     assert set(reg) == {f"{__name__}:plain", "custom:name"}
-    assert reg["custom:name"].is_async and reg["custom:name"].queue == "reports"
+    assert reg["custom:name"].is_async and reg["custom:name"].defaults == {"queue": "reports", "priority": 5}
     assert not reg[f"{__name__}:plain"].is_async
     assert plain(3) == 3  # still an ordinary function
 
