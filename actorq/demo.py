@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
+from .context import progress
 from .tasks import task
 
 
@@ -54,3 +56,29 @@ def spin(ms: float) -> int:
 @task
 async def async_noop() -> None:
     return None
+
+
+@task
+def double(x: float) -> float:
+    return 2 * x
+
+
+@task
+def flaky(path: str, failures: int) -> int:
+    """Raises ValueError on its first `failures` runs (counted in the file at `path`);
+    returns the run number. For trying retries."""
+    p = Path(path)
+    n = int(p.read_text()) + 1 if p.exists() else 1
+    p.write_text(str(n))
+    if n <= failures:
+        raise ValueError(f"run {n} fails on purpose")
+    return n
+
+
+@task
+def steps(n: int, pause: float) -> str:
+    """Reports progress after each of `n` steps of `pause` seconds."""
+    for i in range(n):
+        time.sleep(pause)
+        progress((i + 1) / n, {"step": i + 1})
+    return "done"

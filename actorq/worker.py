@@ -293,15 +293,15 @@ class Worker:
         t0 = time.perf_counter()
         token = lease.token
         current_task.set((lease.id, token, self._report_progress))
+        deadline = asyncio.timeout(lease.timeout)  # cancels the task in place when due
         try:
             args, kwargs = _args(lease)
-            # asyncio.timeout cancels the task in place when its time is up.
-            async with asyncio.timeout(lease.timeout):
+            async with deadline:
                 value = await tdef.fn(*args, **kwargs)
             result = self._encode_value(lease, value, t0)
         except TimeoutError as caught:
             err: BaseException = caught
-            if lease.timeout is not None and time.perf_counter() - t0 >= lease.timeout:
+            if deadline.expired():
                 err = TaskTimeout(f"task exceeded its timeout of {lease.timeout:g} s")
             result = _failure(lease, err, t0)
         except asyncio.CancelledError:

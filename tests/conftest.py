@@ -34,7 +34,7 @@ workers = {workers}
 concurrency = {concurrency}
 prefetch = {prefetch}
 queues = {queues}
-tasks = ["tests.apps.faulty", "actorq.demo"]
+tasks = ["tests.apps.faulty", "tests.apps.lifecycle", "actorq.demo"]
 """
 
 
