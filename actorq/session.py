@@ -144,15 +144,18 @@ class Session:
         the task registered (submitting the function, or having imported its module).
         Raises SubmitRejected("bad_option", ...) naming the option at fault.
         """
-        unknown = overrides.keys() - SUBMIT_OPTIONS
-        if unknown:
-            raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
+        if overrides:
+            unknown = overrides.keys() - SUBMIT_OPTIONS
+            if unknown:
+                raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
         name = getattr(name, "actorq_name", name)
         if not isinstance(name, str) or ":" not in name:
             raise SubmitRejected("bad_option",
                                  f"task name {name!r} is not of the form 'module:function'")
         tdef = lookup(name)
         merged = {**tdef.defaults, **overrides} if tdef and tdef.defaults else overrides
+        if not merged:  # the common case: a plain task, nothing to check or build
+            return name, "default", 0, None
         queue, priority, opts = build_options(merged, time.time())
         return name, queue, priority, opts
 

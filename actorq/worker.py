@@ -111,9 +111,11 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._async_running: dict[int, asyncio.Task[None]] = {}  # lease token -> task
-        # Plain functions now running, by lease token: (lease, started); written by
-        # runner threads, read by the loop (single dict operations are atomic).
-        self._sync_running: dict[int, tuple[p.Lease, float]] = {}
+        # The lease each runner thread is running (None when idle): a list slot per
+        # thread is the cheapest record there is, and the loop reads it only to stop
+        # or time out a task. Start times are kept only for leases with a timeout.
+        self._running: list[p.Lease | None] = [None] * self.slots
+        self._started: dict[int, float] = {}
         self._stopped: set[int] = set()  # tokens cancelled before or while running
         self._abandoned: set[int] = set()  # tokens already reported (timed out, stopped)
         self._stuck = False
@@ -236,10 +238,14 @@ class Worker:
                             time.perf_counter() - t0)
         return p.Result(lease.id, lease.token, True, data, None, None, time.perf_counter() - t0)
 
-    def _runner(self) -> None:
+    def _runner(self, slot: int) -> None:
         """A runner thread: plain functions, one at a time per thread."""
         work = self._sync
         ready = self._sync_ready
+        running = self._running
+        stopped = self._stopped
+        abandoned = self._abandoned
+        report = self._report_progress
         while True:
             try:
                 lease, tdef = work.popleft()
@@ -252,24 +258,25 @@ class Worker:
                 continue
             t0 = time.perf_counter()
             token = lease.token
-            if token in self._stopped:  # cancelled while it waited for this thread
+            if stopped and token in stopped:  # cancelled while it waited for this thread
                 result = p.Result(lease.id, token, False, None, "Cancelled: cancelled before "
                                   "it started", None, 0.0, False)
             else:
+                running[slot] = lease
                 if lease.timeout is not None:
-                    self._sync_running[token] = (lease, time.monotonic())
-                    self._loop.call_soon_threadsafe(self._watch_timeout, token, lease.timeout)
-                else:
-                    self._sync_running[token] = (lease, 0.0)
-                ctx = current_task.set((lease.id, token, self._report_progress))
+                    self._started[token] = time.monotonic()
+                    self._loop.call_soon_threadsafe(self._watch_timeout, lease)
+                ctx = current_task.set((lease.id, token, report))
                 try:
-                    args, kwargs = _args(lease)
+                    args, kwargs = decode_args(lease.payload)
+                    if lease.prev is not None:  # a chain step: the previous result first
+                        args = [decode_result(lease.prev), *args]
                     result = self._encode_value(lease, tdef.fn(*args, **kwargs), t0)
                 except (Exception, SystemExit) as exc:  # a task's sys.exit() must not end the thread
                     result = _failure(lease, exc, t0)
                 current_task.reset(ctx)
-                self._sync_running.pop(token, None)
-                if token in self._abandoned:
+                running[slot] = None
+                if abandoned and token in abandoned:
                     continue  # already reported as timed out or cancelled
             # Append before reading the flag; the loop clears the flag before draining
             # the deque, so a result is never stranded between the two.
@@ -293,15 +300,19 @@ class Worker:
         t0 = time.perf_counter()
         token = lease.token
         current_task.set((lease.id, token, self._report_progress))
-        deadline = asyncio.timeout(lease.timeout)  # cancels the task in place when due
+        deadline = None
         try:
             args, kwargs = _args(lease)
-            async with deadline:
+            if lease.timeout is None:
                 value = await tdef.fn(*args, **kwargs)
+            else:
+                deadline = asyncio.timeout(lease.timeout)  # cancels the task in place
+                async with deadline:
+                    value = await tdef.fn(*args, **kwargs)
             result = self._encode_value(lease, value, t0)
         except TimeoutError as caught:
             err: BaseException = caught
-            if deadline.expired():
+            if deadline is not None and deadline.expired():
                 err = TaskTimeout(f"task exceeded its timeout of {lease.timeout:g} s")
             result = _failure(lease, err, t0)
         except asyncio.CancelledError:
@@ -316,16 +327,15 @@ class Worker:
 
     # ---- timeouts, cancellation, progress --------------------------------------------
 
-    def _watch_timeout(self, token: int, timeout: float) -> None:
+    def _watch_timeout(self, lease: p.Lease) -> None:
         """On the loop, when a plain function with a timeout starts: one timer for it."""
-        if token in self._sync_running:
-            self._loop.call_later(timeout, self._check_overrun, token)
+        self._loop.call_later(lease.timeout, self._check_overrun, lease)
 
-    def _check_overrun(self, token: int) -> None:
-        entry = self._sync_running.get(token)
-        if entry is None or token in self._abandoned:
+    def _check_overrun(self, lease: p.Lease) -> None:
+        token = lease.token
+        started = self._started.pop(token, None)
+        if started is None or lease not in self._running or token in self._abandoned:
             return
-        lease, started = entry
         message = f"task exceeded its timeout of {lease.timeout:g} s"
         result = p.Result(lease.id, token, False, None, f"TaskTimeout: {message}", None,
                           time.monotonic() - started,
@@ -358,8 +368,8 @@ class Worker:
         for token, t in list(self._async_running.items()):
             if t.get_name() in ids:
                 t.cancel()
-        for lease, _ in list(self._sync_running.values()):
-            if lease.id in ids and lease.token not in self._abandoned:
+        for lease in list(self._running):
+            if lease is not None and lease.id in ids and lease.token not in self._abandoned:
                 self._give_up_on(lease, p.Result(lease.id, lease.token, False, None,
                                                  "Cancelled: cancelled while running", None,
                                                  0.0, False),
@@ -448,7 +458,8 @@ class Worker:
         loop.add_signal_handler(signal.SIGTERM, self._drain)
         loop.add_signal_handler(signal.SIGINT, self._drain)
         for i in range(self.slots):
-            threading.Thread(target=self._runner, name=f"runner-{i}", daemon=True).start()
+            threading.Thread(target=self._runner, args=(i,), name=f"runner-{i}",
+                             daemon=True).start()
         loop.add_reader(self.sock.getsockopt(zmq.FD), self._on_readable)
         self._hello()
         beat = loop.create_task(self._heartbeat())
