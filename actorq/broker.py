@@ -15,23 +15,28 @@ import zmq
 
 from . import actor
 from . import protocol as p
-from .config import BrokerConfig, CronConfig
+from .config import BrokerConfig, CronConfig, StorageConfig
+from .storage import Journal, SqliteStore, StorageError, open_store
 from .tasks import encode_args
 from .state import BrokerState, Outbox
 
 log = logging.getLogger(__name__)
 
+STORAGE_UNUSABLE = 2  # exit code: corrupt, locked or too-new database; never replaced
 DRAIN_MAX = 2000  # frames read from one socket per turn, so one busy peer cannot starve the rest
 
 
 class BrokerSpec(msgspec.Struct, kw_only=True):
     config: BrokerConfig
     crons: list[CronConfig] = []
+    storage: StorageConfig | None = None
 
 
 class Broker:
-    def __init__(self, cfg: BrokerConfig, cron: list[CronConfig] | None = None) -> None:
+    def __init__(self, cfg: BrokerConfig, cron: list[CronConfig] | None = None,
+                 store: SqliteStore | None = None) -> None:
         self.cfg = cfg
+        self.store = store
         self.max_frame = cfg.max_payload_bytes + p.FRAME_OVERHEAD_BYTES
         self.ctx = zmq.Context()
         # MAXMSGSIZE drops a connection that sends more than this, as a last line of
@@ -50,6 +55,13 @@ class Broker:
             crons=[p.CronEntry(c.name, c.schedule, c.task, encode_args(c.args, c.kwargs),
                                c.queue, c.priority) for c in cron or ()],
         )
+        if store is not None:
+            t0 = time.monotonic()
+            rows, crons = store.load()
+            self.state.recover(rows, crons, time.monotonic())
+            self.state.journal = Journal()
+            self.state.durable = True
+            log.info("recovered from %s in %.2f s", store.path, time.monotonic() - t0)
         self.client_decoder = p.decoder(p.ClientToBroker)
         self.worker_decoder = p.decoder(p.WorkerToBroker)
         self.again = False
@@ -84,6 +96,11 @@ class Broker:
                     state.draining = True
             state.tick(now)
             state.dispatch(now)
+            if state.journal:
+                # Group commit: everything this turn did, in one transaction, before any
+                # acknowledgement or result of it leaves.
+                self.store.commit(state.journal, state.scheduled)
+                state.journal = Journal()
             self._flush(state.take_outbox())
         self._stop()
         return 0
@@ -154,7 +171,7 @@ class Broker:
         """Answer everything pending: clients waiting on tasks this broker will forget hear so."""
         state = self.state
         lost = 0
-        for task in state.tasks.values():
+        for task in state.tasks.values() if self.store is None else ():  # durable: kept
             watchers = task.watchers
             if watchers and task.state not in p.FINAL_STATES:
                 out = p.Outcome(task.id, "lost",
@@ -168,6 +185,10 @@ class Broker:
                  "bad_frames=%d stale_results=%d lost_on_stop=%d", state.instance,
                  s.submitted_total, s.finished_total, state.queued, s.running,
                  s.bad_frames_total, s.stale_results_total, lost)
+        if state.journal:
+            self.store.commit(state.journal, state.scheduled)
+        if self.store is not None:
+            self.store.close()
         self.clients.close()
         self.workers.close()
         self.ctx.term()
@@ -177,8 +198,15 @@ def main(spec: BrokerSpec) -> int:
     actor.die_with_parent()
     signals = actor.Signals(drain_signal=True)
     cfg = spec.config
+    store = None
+    if spec.storage is not None:
+        try:
+            store = open_store(spec.storage.path, spec.storage.synchronous)
+        except StorageError as exc:
+            log.error("broker cannot use its storage: %s", exc)
+            return STORAGE_UNUSABLE
     try:
-        broker = Broker(cfg, spec.crons)
+        broker = Broker(cfg, spec.crons, store)
     except zmq.ZMQError as exc:
         log.error("broker cannot bind %s / %s: %s", cfg.bind, cfg.worker_bind, exc)
         return 3

@@ -45,6 +45,11 @@ class HttpConfig(msgspec.Struct, **_strict):
     bind: str = "127.0.0.1:8080"
 
 
+class StorageConfig(msgspec.Struct, **_strict):
+    path: str  # the SQLite database file; relative paths are from the node's directory
+    synchronous: str = "full"  # "full" | "normal": see the README on what NORMAL risks
+
+
 class PoolConfig(msgspec.Struct, **_strict):
     name: str = "default"
     workers: int = 2
@@ -77,6 +82,7 @@ class Config(msgspec.Struct, **_strict):
     node: NodeConfig = msgspec.field(default_factory=NodeConfig)
     broker: BrokerConfig | None = None
     http: HttpConfig | None = None
+    storage: StorageConfig | None = None
     pools: list[PoolConfig] = msgspec.field(default_factory=list)
     cron: list[CronConfig] = msgspec.field(default_factory=list)
 
@@ -150,6 +156,13 @@ def _check(config: Config, file: str) -> None:
             raise ConfigError(file, "broker.result_ttl", "must be > 0")
         if b.kill_grace < 0:
             raise ConfigError(file, "broker.kill_grace", "must be >= 0")
+    if config.storage is not None:
+        if config.broker is None:
+            raise ConfigError(file, "storage", "storage belongs to a node with a [broker]")
+        if not config.storage.path:
+            raise ConfigError(file, "storage.path", "must name a file")
+        if config.storage.synchronous not in ("full", "normal"):
+            raise ConfigError(file, "storage.synchronous", 'must be "full" or "normal"')
     if config.cron and config.broker is None:
         raise ConfigError(file, "cron", "cron entries need a [broker] on the same node")
     seen = set()

@@ -23,7 +23,7 @@ import zmq
 from . import actor
 from .children import Child, RestartIntensity, wait_all
 from .config import Config
-from .broker import BrokerSpec
+from .broker import STORAGE_UNUSABLE, BrokerSpec
 from .scheduler import SchedulerSpec
 from .supervisor import POOL_FAILED, SupervisorSpec
 
@@ -61,8 +61,8 @@ class Node:
     def _start(self, name: str) -> Child:
         cfg = self.config
         if name == "broker":
-            child = Child("broker", name, BrokerSpec(config=cfg.broker, crons=cfg.cron),
-                          self.level)
+            child = Child("broker", name, BrokerSpec(config=cfg.broker, crons=cfg.cron,
+                                                     storage=cfg.storage), self.level)
         elif name == "scheduler":
             spec = SchedulerSpec(broker=self.endpoints["worker_bind"])
             child = Child("scheduler", name, spec, self.level)
@@ -153,8 +153,10 @@ class Node:
             self.start()
         except StartupFailed as exc:
             log.error("node failed to start: %s", exc)
+            broker = self.children.get("broker")
+            unusable = broker is not None and broker.exit_code == STORAGE_UNUSABLE
             self.stop()
-            return 1
+            return STORAGE_UNUSABLE if unusable else 1
         poller = zmq.Poller()
         poller.register(self.signals.fd, zmq.POLLIN)
         while not self.signals.stop:

@@ -218,6 +218,7 @@ class Welcome(msgspec.Struct, **_msg):
     instance: str  # changes every time a broker starts
     max_payload_bytes: int
     heartbeat_interval_s: float
+    durable: bool = False  # tasks survive a broker restart: clients wait on across it
 
 
 class Error(msgspec.Struct, **_msg):

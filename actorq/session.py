@@ -123,6 +123,7 @@ class Session:
         self.answered: list[Request] = []  # likewise for requests
         self.instance: str | None = None
         self.max_payload_bytes = DEFAULT_MAX_PAYLOAD_BYTES
+        self.durable = False  # the broker said its tasks survive its restart
         self.last_heard = time.monotonic()
         self.next_ping = 0.0
         self.control.append(p.Hello(version=p.PROTOCOL_VERSION, role="client"))
@@ -328,6 +329,7 @@ class Session:
                 self._check_instance(instance)
             case p.Welcome() as w:
                 self.max_payload_bytes = w.max_payload_bytes
+                self.durable = w.durable
                 self._check_instance(w.instance)
             case p.Error(code=code, message=message, req=req):
                 err: Exception = (BrokerUnavailable(message) if code == "protocol_version"
@@ -359,7 +361,13 @@ class Session:
         # A new broker: tasks the old one accepted died with its memory. Say so now
         # rather than let anyone wait forever. Submissions it never acknowledged are
         # sent again (ids make that idempotent).
-        for tid, h in list(self.handles.items()):
+        if self.durable:
+            # The new broker recovered what the old one acknowledged: ask it again for
+            # the outcomes this client waits on.
+            waiting = [tid for tid in self.handles if tid not in self.unacked]
+            for i in range(0, len(waiting), SUBMIT_BATCH):
+                self.control.append(p.Watch(waiting[i:i + SUBMIT_BATCH]))
+        for tid, h in list(self.handles.items()) if not self.durable else ():
             if tid not in self.unacked:
                 del self.handles[tid]
                 for lost in (h, *self.also.pop(tid, ())):

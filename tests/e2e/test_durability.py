@@ -1,0 +1,73 @@
+"""Durability: with [storage], SIGKILL (not polite shutdown) loses nothing acknowledged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.conftest import kill_session, pid_of, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def storage(path, queues='["default"]') -> dict:
+    return dict(extra=f'\n[storage]\npath = "{path}"\n', queues=queues)
+
+
+def test_whole_node_sigkilled_mid_stream_keeps_every_acknowledged_task(node, client, tmp_path):
+    db = tmp_path / "actorq.db"
+    # Given a durable node whose pool does not serve the queue being filled
+    n = node(**storage(db))
+    c = client(n)
+    acked: list[str] = []
+    for _ in range(10):
+        hs = c.submit_many([("tests.apps.lifecycle:double", (i,)) for i in range(2000)],
+                           queue="later")
+        c.flush(timeout=30)
+        acked += [h.id for h in hs]
+    # When every process of the node is SIGKILLed with more submissions in flight
+    c.submit_many([("tests.apps.lifecycle:double", (i,)) for i in range(2000)], queue="later")
+    kill_session(n.sid)
+    wait_until(lambda: n.proc.poll() is not None, 10)
+    c.close(close_timeout=0.1)
+    # Then the same config, started again (now serving that queue), runs every one
+    again = node(**storage(db, queues='["default", "later"]'))
+    c2 = client(again)
+    results = c2.gather([c2.handle(i) for i in acked], timeout=90)
+    assert results == [2 * i for i in range(2000)] * 10
+    st = c2.stats()
+    assert st.finished_total["succeeded"] >= len(acked) and not st.queue_depth.get("later")
+
+
+def test_broker_sigkilled_under_load_loses_no_result(node, client, tmp_path):
+    n = node(workers=2, concurrency=2, **storage(tmp_path / "b.db"))
+    c = client(n)
+    hs = c.submit_many([("tests.apps.faulty:sleep", (0.01,)) for _ in range(400)])
+    c.flush(timeout=30)
+    wait_until(lambda: c.stats().finished_total.get("succeeded", 0) > 20, 20)
+    os.kill(n.actor_pid("broker"), signal.SIGKILL)
+    # The node restarts the broker; it recovers, workers reconnect, the same client's
+    # waits carry on across the restart.
+    assert c.gather(hs, timeout=90) == [0.01] * 400
+
+
+def test_a_client_mid_submit_many_completes_after_a_broker_restart_exactly_once(node, client,
+                                                                                 tmp_path):
+    n = node(**storage(tmp_path / "c.db"))
+    c = client(n)
+    broker = n.actor_pid("broker")
+    killer = threading.Timer(0.05, os.kill, (broker, signal.SIGKILL))
+    killer.start()
+    hs = c.submit_many([("tests.apps.lifecycle:double", (i,)) for i in range(20000)],
+                       queue="later")
+    c.flush(timeout=60)  # resent to the restarted broker: ids make that idempotent
+    killer.join()
+    assert pid_of("_actor broker", n.sid) not in ([], [broker])  # it really was restarted
+    wait_until(lambda: c.stats().queue_depth.get("later") == 20000, 30)
+    time.sleep(0.5)
+    assert c.stats().queue_depth["later"] == 20000  # every task, none twice
+    assert c.status(hs[0].id).state == "queued" and c.status(hs[-1].id).state == "queued"
