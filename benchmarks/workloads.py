@@ -61,11 +61,13 @@ QUICK = Scale(50_000, 10_000, 1_000, 100, 100_000, (2, 50), 20_000)
 
 
 def node_toml(*, workers: int = 2, prefetch: int = 0, concurrency: int = 1,
-              pools: bool = True, broker: str = "") -> str:
+              pools: bool = True, broker: str = "", storage: str = "") -> str:
     text = ""
     if not broker:
         text += ('[node]\nshutdown_grace = 5\n[broker]\nbind = "tcp://127.0.0.1:*"\n'
                  'worker_bind = "tcp://127.0.0.1:*"\n')
+    if storage:
+        text += storage
     if pools:
         text += (f'[[pools]]\nname = "bench"\nworkers = {workers}\nconcurrency = {concurrency}\n'
                  f'prefetch = {prefetch}\ntasks = ["actorq.demo"]\n')
@@ -243,8 +245,59 @@ def recovery(scale: Scale) -> list[Figure]:
     ]
 
 
+def _batch_rate(config: str, n: int) -> float:
+    with running(config) as node, Client(node.broker) as c:
+        c.gather(c.submit_many([(NOOP, ())] * 2000), timeout=60)
+        rates = []
+        for _ in range(REPEATS):
+            t0 = time.perf_counter()
+            c.gather(c.submit_many([(NOOP, ())] * n), timeout=600)
+            rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def durable(scale: Scale) -> list[Figure]:
+    """throughput-batch in memory and with [storage] (full and normal), in one run;
+    then recovery: a durable broker holding the backlog SIGKILLed, and the time until
+    the node's restarted broker answers with every task back."""
+    n = scale.batch_tasks // 2
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="actorq-bench-db-") as tmp:
+        mem = _batch_rate(node_toml(prefetch=THROUGHPUT_PREFETCH), n)
+        figures.append(figure("durable", f"{n} no-op tasks, in memory (median of {REPEATS})",
+                              mem, "tasks/s"))
+        for sync in ("full", "normal"):
+            store = f'[storage]\npath = "{tmp}/{sync}.db"\nsynchronous = "{sync}"\n'
+            rate = _batch_rate(node_toml(prefetch=THROUGHPUT_PREFETCH, storage=store), n)
+            figures.append(figure("durable", f"same, storage synchronous={sync}", rate,
+                                  "tasks/s"))
+            ratio = ("durable", f"synchronous={sync} vs in memory", 100 * rate / mem, "%")
+            figures.append(figure(*ratio, ">=", 50) if sync == "full" else figure(*ratio))
+        backlog_n = scale.backlog_tasks
+        store = f'[storage]\npath = "{tmp}/recover.db"\n'
+        with running(node_toml(pools=False, storage=store)) as node, Client(node.broker) as c:
+            for start in range(0, backlog_n, 50_000):
+                c.submit_many([(NOOP, ())] * min(50_000, backlog_n - start))
+            c.flush(timeout=900)
+            os.kill(node.actor_pid("broker"), signal.SIGKILL)
+            t0 = time.perf_counter()
+            wait_until(lambda: _depth_or_none(c) == backlog_n, 600, interval_s=0.05)
+            took = time.perf_counter() - t0
+    rec = ("durable", f"recovery: SIGKILL to accepting work, {backlog_n} queued", took, "s")
+    figures.append(figure(*rec, "<=", 10) if backlog_n == 1_000_000 else figure(*rec))
+    return figures
+
+
+def _depth_or_none(c: Client) -> int | None:
+    try:
+        return sum(c.stats(timeout=0.5).queue_depth.values())
+    except Exception:  # the broker is down or still recovering
+        return None
+
+
 WORKLOADS: dict[str, Callable[[Scale], list[Figure]]] = {
     "throughput-batch": throughput_batch,
+    "durable": durable,
     "throughput-single": throughput_single,
     "latency": latency,
     "cpu": cpu,
