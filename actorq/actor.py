@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import zmq
+
+from . import protocol
+
+log = logging.getLogger(__name__)
 
 READY_FD_ENV = "ACTORQ_READY_FD"
 PARENT_PID_ENV = "ACTORQ_PARENT_PID"
@@ -119,3 +126,28 @@ def dealer(ctx: zmq.Context, endpoint: str, identity: bytes) -> zmq.Socket:
 def endpoint_of(sock: zmq.Socket) -> str:
     """The resolved endpoint of a bound socket (the real port when bound to `*`)."""
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def send_to_broker(sock: zmq.Socket, msg: object) -> bool:
+    """Send one message on a DEALER without blocking. A broker that is not reading
+    (high-water mark) costs the message, logged: heartbeats and hellos repeat."""
+    try:
+        sock.send(protocol.encode(msg), zmq.NOBLOCK)
+        return True
+    except zmq.Again:
+        log.warning("broker is not reading; dropped a %s", type(msg).__name__)
+        return False
+
+
+def from_broker(sock: zmq.Socket, decoder: msgspec.msgpack.Decoder) -> Iterator[object]:
+    """Every message waiting on a DEALER, decoded; an undecodable one is logged and
+    skipped (never sent by a real broker)."""
+    while True:
+        try:
+            data = sock.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        try:
+            yield decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            log.error("undecodable message from the broker: %s", exc)

@@ -53,10 +53,7 @@ class Scheduler:
         self.ready = False
 
     def _send(self, msg: object) -> None:
-        try:
-            self.sock.send(p.encode(msg), zmq.NOBLOCK)
-        except zmq.Again:
-            log.warning("broker is not reading; dropped a %s", type(msg).__name__)
+        actor.send_to_broker(self.sock, msg)
 
     def _hello(self) -> None:
         self._send(p.Hello(version=p.PROTOCOL_VERSION, role="scheduler", pid=os.getpid(),
@@ -120,17 +117,8 @@ class Scheduler:
     # ---- loop ------------------------------------------------------------------------
 
     def _read(self) -> None:
-        while True:
-            try:
-                data = self.sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for msg in actor.from_broker(self.sock, self.decoder):
             self.last_heard = time.monotonic()
-            try:
-                msg = self.decoder.decode(data)
-            except msgspec.DecodeError as exc:
-                log.error("undecodable message from the broker: %s", exc)
-                continue
             match msg:
                 case p.Schedule(items=items, reset=reset):
                     self._schedule(items, reset)

@@ -59,10 +59,7 @@ class Supervisor:
         self.killed: set[str] = set()
 
     def _send(self, msg: object) -> None:
-        try:
-            self.sock.send(p.encode(msg), zmq.NOBLOCK)
-        except zmq.Again:
-            log.warning("broker is not reading; dropped a %s", type(msg).__name__)
+        actor.send_to_broker(self.sock, msg)
 
     def _hello(self) -> None:
         self._send(p.Hello(version=p.PROTOCOL_VERSION, role="supervisor", pool=self.pool.name,
@@ -140,16 +137,7 @@ class Supervisor:
         return result
 
     def _read_broker(self) -> None:
-        while True:
-            try:
-                data = self.sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                msg = self.decoder.decode(data)
-            except msgspec.DecodeError as exc:
-                log.error("undecodable message from the broker: %s", exc)
-                continue
+        for msg in actor.from_broker(self.sock, self.decoder):
             match msg:
                 case p.Error(code="unknown_peer"):
                     self._hello()

@@ -125,10 +125,7 @@ class Worker:
     # ---- socket ----------------------------------------------------------------------
 
     def _send(self, msg: object) -> None:
-        try:
-            self.sock.send(p.encode(msg), zmq.NOBLOCK)
-        except zmq.Again:
-            log.warning("broker is not reading; dropped a %s", type(msg).__name__)
+        actor.send_to_broker(self.sock, msg)
         self._recheck()
 
     def _recheck(self) -> None:
