@@ -125,6 +125,7 @@ class Client:
         os.set_blocking(self._wake_r, False)
         self._wake_armed = False
         self._closing = False
+        self._shut = False
         self._decoder = p.decoder(p.BrokerToClient)
         self._thread = threading.Thread(target=self._io, name="actorq-client-io", daemon=True)
         self._thread.start()
@@ -381,15 +382,17 @@ class Client:
                     self._cond.wait(left)
 
     def close(self, close_timeout: float = 5.0) -> None:
-        if self._closing:
-            return
-        try:
-            self.flush(close_timeout)
-        except (ResultTimeout, BrokerUnavailable):
-            pass
-        self._shutdown()
+        if not self._closing:
+            try:
+                self.flush(close_timeout)
+            except (ResultTimeout, BrokerUnavailable):
+                pass
+        self._shutdown()  # also after the I/O thread failed: the socket is still open
 
     def _shutdown(self) -> None:
+        if self._shut:
+            return
+        self._shut = True
         self._closing = True
         os.write(self._wake_w, b"x")
         self._thread.join(5)

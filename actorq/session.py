@@ -276,8 +276,9 @@ class Session:
                 batch.append(outbox.popleft())
                 size += cost
             out.append(p.encode(p.Submit(batch)))
-        out.extend(p.encode(m) for m in self.control)
-        self.control.clear()
+        control = self.control
+        while control:  # popleft, not iteration: user threads may append meanwhile
+            out.append(p.encode(control.popleft()))
         if now >= self.next_ping:
             self.next_ping = now + PING_INTERVAL_S
             out.append(p.encode(p.Ping()))
@@ -364,10 +365,12 @@ class Session:
         if self.durable:
             # The new broker recovered what the old one acknowledged: ask it again for
             # the outcomes this client waits on.
-            waiting = [tid for tid in self.handles if tid not in self.unacked]
+            # Copies (atomic under the GIL): user threads may add handles meanwhile.
+            unacked = self.unacked.copy()
+            waiting = [tid for tid in self.handles.copy() if tid not in unacked]
             for i in range(0, len(waiting), SUBMIT_BATCH):
                 self.control.append(p.Watch(waiting[i:i + SUBMIT_BATCH]))
-        for tid, h in list(self.handles.items()) if not self.durable else ():
+        for tid, h in self.handles.copy().items() if not self.durable else ():
             if tid not in self.unacked:
                 del self.handles[tid]
                 for lost in (h, *self.also.pop(tid, ())):
@@ -376,7 +379,7 @@ class Session:
                         "was lost with its in-memory state")
                     self._done(lost)
         if self.unacked:
-            self.outbox.extendleft(reversed(list(self.unacked.values())))
+            self.outbox.extendleft(reversed(self.unacked.copy().values()))
         for req, slot in list(self.requests.items()):
             slot.error = BrokerUnavailable(f"the broker restarted before answering request {req}")
             self.answered.append(slot)
