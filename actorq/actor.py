@@ -47,6 +47,41 @@ def die_with_parent() -> None:
         os._exit(1)  # the parent died before prctl took effect
 
 
+class HeapTrimmer:
+    """Gives memory freed after a burst of traffic back to the OS once the actor idles.
+
+    glibc keeps freed heap memory for reuse and returns only what lies at the top of
+    the heap. After a burst (a million submissions arriving as ~45 KB frames, freed
+    between long-lived queue blocks) about 18 MB stays resident though free;
+    malloc_trim(0) releases free pages anywhere in the heap. It walks the heap, so
+    it runs only once the loop found nothing to do after a burst. Without glibc
+    (musl, macOS) it does nothing.
+    """
+
+    IDLE_MS = 200  # a poll this long with nothing to read means the burst is over
+    BURST_BYTES = 8 << 20  # received since the last trim; less is not worth a walk
+
+    def __init__(self) -> None:
+        try:
+            self._trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            self._trim = None
+        self.received = 0  # bytes since the last trim
+
+    def poll_timeout(self, timeout_ms: float) -> float:
+        """The loop's poll timeout, shortened while a trim is owed."""
+        if self.received >= self.BURST_BYTES and self._trim is not None:
+            return min(timeout_ms, self.IDLE_MS)
+        return timeout_ms
+
+    def idle(self) -> None:
+        """Call when a poll returned nothing."""
+        if self.received >= self.BURST_BYTES:
+            self.received = 0
+            if self._trim is not None:
+                self._trim(0)
+
+
 class Signals:
     """SIGTERM/SIGINT (stop) and SIGUSR1 (drain) as flags plus a pollable fd."""
 

@@ -65,6 +65,7 @@ class Broker:
         self.client_decoder = p.decoder(p.ClientToBroker)
         self.worker_decoder = p.decoder(p.WorkerToBroker)
         self.again = False
+        self.heap = actor.HeapTrimmer()
 
     def endpoints(self) -> dict[str, str]:
         return {"bind": actor.endpoint_of(self.clients),
@@ -83,7 +84,9 @@ class Broker:
             now = time.monotonic()
             timeout_ms = 0 if self.again else max(0.0, state.next_deadline() - now) * 1000
             self.again = False
-            events = dict(poller.poll(timeout_ms))
+            events = dict(poller.poll(self.heap.poll_timeout(timeout_ms)))
+            if not events:
+                self.heap.idle()
             now = time.monotonic()
             if self.clients in events:
                 self._drain(self.clients, self.client_decoder, state.on_client, False, now)
@@ -109,10 +112,12 @@ class Broker:
                now: float) -> None:
         state = self.state
         max_frame = self.max_frame
+        received = 0
         for _ in range(DRAIN_MAX):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
+                self.heap.received += received
                 return
             peer = frames[0]
             if len(frames) != 2:
@@ -120,6 +125,7 @@ class Broker:
                                 f"got {len(frames) - 1}")
                 continue
             data = frames[1]
+            received += len(data)
             if len(data) > max_frame:
                 state.bad_frame(peer, from_worker, f"frame of {len(data)} bytes is over the "
                                 f"{max_frame}-byte limit")
@@ -130,6 +136,7 @@ class Broker:
                 state.bad_frame(peer, from_worker, f"undecodable message: {exc}")
                 continue
             handle(peer, msg, now)
+        self.heap.received += received
         self.again = True  # more may be waiting; come straight back after this turn
 
     def _send(self, sock: zmq.Socket, peer: bytes, msg: object) -> bool:
