@@ -3,6 +3,8 @@
 One turn: poll (timeout = next timer) -> drain every readable socket (bounded) ->
 hand each message to the state -> tick timers -> dispatch -> flush one message
 per peer and kind. All logic lives in state.py; this file only moves frames.
+With storage, a turn's messages (but leases) wait for the commit of its changes,
+which runs on the Committer's thread while the next turns go on.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import zmq
 from . import actor
 from . import protocol as p
 from .config import BrokerConfig, CronConfig, StorageConfig
-from .storage import Journal, SqliteStore, StorageError, open_store
+from .committer import Committer
+from .storage import Journal, SqliteStore, StorageError, open_store, prepare
 from .tasks import encode_args
 from .state import BrokerState, Outbox
 
@@ -66,6 +69,9 @@ class Broker:
         self.worker_decoder = p.decoder(p.WorkerToBroker)
         self.again = False
         self.heap = actor.HeapTrimmer()
+        self.committer = Committer(store) if store is not None else None
+        self.held: list[Outbox] = []  # turns' outboxes whose changes are not yet committed
+        self.in_flight: list[Outbox] = []  # those the commit now running covers
 
     def endpoints(self) -> dict[str, str]:
         return {"bind": actor.endpoint_of(self.clients),
@@ -77,6 +83,9 @@ class Broker:
         poller.register(self.clients, zmq.POLLIN)
         poller.register(self.workers, zmq.POLLIN)
         poller.register(signals.fd, zmq.POLLIN)
+        committer = self.committer
+        if committer is not None:
+            poller.register(committer.fd, zmq.POLLIN)
         log.info("broker %s listening: clients %s, workers %s", state.instance,
                  *self.endpoints().values())
         actor.report_ready(self.endpoints())
@@ -88,6 +97,8 @@ class Broker:
             if not events:
                 self.heap.idle()
             now = time.monotonic()
+            if committer is not None and committer.fd in events and committer.finished():
+                self._flush_all(self.in_flight)
             if self.clients in events:
                 self._drain(self.clients, self.client_decoder, state.on_client, False, now)
             if self.workers in events:
@@ -99,14 +110,40 @@ class Broker:
                     state.draining = True
             state.tick(now)
             state.dispatch(now)
-            if state.journal:
-                # Group commit: everything this turn did, in one transaction, before any
-                # acknowledgement or result of it leaves.
-                self.store.commit(state.journal, state.scheduled)
-                state.journal = Journal()
-            self._flush(state.take_outbox())
+            if committer is None:
+                self._flush(state.take_outbox())
+            else:
+                self._commit_then_send(committer, state.take_outbox())
         self._stop()
         return 0
+
+    def _commit_then_send(self, committer: Committer, out: Outbox) -> None:
+        """Group commit: what a turn decided leaves only once the transaction holding
+        its changes is committed. With a commit already running, this turn's changes
+        and outbox wait for the next one (see committer.py).
+
+        Leases are the exception: they promise nothing to a client, and a task whose
+        lease was not yet committed when the broker died runs again after recovery,
+        as one whose worker died would (at least once). Holding them would leave
+        the workers idle for every commit."""
+        if out.dispatch:
+            self._dispatch(out)
+        if out:
+            self.held.append(out)
+        if committer.busy:
+            return
+        state = self.state
+        if state.journal:
+            committer.start(prepare(state.journal, state.scheduled))
+            state.journal = Journal()
+            self.in_flight, self.held = self.held, []
+        else:
+            self._flush_all(self.held)  # nothing uncommitted behind them
+
+    def _flush_all(self, outboxes: list[Outbox]) -> None:
+        for out in outboxes:
+            self._flush(out)
+        outboxes.clear()
 
     def _drain(self, sock: zmq.Socket, decoder: msgspec.msgpack.Decoder, handle, from_worker: bool,
                now: float) -> None:
@@ -154,14 +191,20 @@ class Broker:
                 raise
             return False
 
+    def _dispatch(self, out: Outbox) -> None:
+        """Send an outbox's leases (and only those), taking them out of it."""
+        for peer, leases in out.dispatch.items():
+            self._send(self.workers, peer, p.Dispatch(leases))
+        out.dispatch = {}
+
     def _flush(self, out: Outbox) -> None:
         if not out:
             return
         send, clients, workers = self._send, self.clients, self.workers
         instance = self.state.instance
         # Workers first: a dispatch is on the latency path of a task, an ack is not.
-        for peer, leases in out.dispatch.items():
-            send(workers, peer, p.Dispatch(leases))
+        if out.dispatch:
+            self._dispatch(out)
         for peer, msg in out.to_workers:
             send(workers, peer, msg)
         for peer, ids in out.accepted.items():
@@ -177,6 +220,14 @@ class Broker:
     def _stop(self) -> None:
         """Answer everything pending: clients waiting on tasks this broker will forget hear so."""
         state = self.state
+        if self.committer is not None:
+            self.committer.wait()
+            self._flush_all(self.in_flight)
+            if state.journal:
+                self.store.commit(state.journal, state.scheduled)
+                state.journal = Journal()
+            self._flush_all(self.held)
+            self.committer.close()
         lost = 0
         for task in state.tasks.values() if self.store is None else ():  # durable: kept
             watchers = task.watchers

@@ -1,10 +1,11 @@
 """Where the broker keeps its state: in memory (the default) or in SQLite.
 
 The broker's logic (state.py) never talks to a store. When a store is durable,
-the state notes which tasks changed in a `Journal` as it goes; once per loop turn
-the broker hands that journal to `Store.commit`, one transaction for everything
-the turn did, and only then sends the acknowledgements and results that turn
-produced (group commit). `Store.load` gives back what was committed, for recovery.
+the state notes which tasks changed in a `Journal` as it goes; the broker turns a
+journal into rows (`prepare`) and has them written in one transaction
+(`SqliteStore.write`, on the Committer's thread), and only then sends the
+acknowledgements and results of the turns it covers (group commit).
+`SqliteStore.load` gives back what was committed, for recovery.
 
 SQLite runs in WAL mode with `synchronous` FULL (default) or NORMAL, and holds an
 exclusive lock for the broker's lifetime, so a second broker on the same file
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +27,70 @@ from . import protocol as p
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-# version -> SQL taking a database from that version to the next. Empty while there
-# is only version 1; a schema change adds its step here and bumps SCHEMA_VERSION.
-MIGRATIONS: dict[int, str] = {}
+SCHEMA_VERSION = 2
 
+# Version 2 keeps each task as one msgpack record beside its id and state: binding
+# fifteen columns per row cost more than SQLite's own work (7.3 us a row against
+# 3.7 us, measured on the development machine), and each task is written three
+# times. `state` stays a column so that an operator can still ask
+# `SELECT state, count(*) FROM tasks GROUP BY state`.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
-    id TEXT PRIMARY KEY, state TEXT NOT NULL, name TEXT NOT NULL, queue TEXT NOT NULL,
-    priority INTEGER NOT NULL, payload BLOB NOT NULL, submitted_at REAL NOT NULL,
-    attempts INTEGER NOT NULL, opts BLOB, due REAL, started_at REAL, finished_at REAL,
-    value BLOB, error TEXT, traceback TEXT
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, rec BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS crons (name TEXT PRIMARY KEY, entry BLOB NOT NULL);
 """
 
-_UPSERT = ("INSERT OR REPLACE INTO tasks (id, state, name, queue, priority, payload, "
-           "submitted_at, attempts, opts, due, started_at, finished_at, value, error, "
-           "traceback) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_UPSERT = "INSERT OR REPLACE INTO tasks (id, state, rec) VALUES (?, ?, ?)"
+
+
+class Record(msgspec.Struct, array_like=True, gc=False):
+    """A task's stored fields but its id and state, in this order (schema version 2)."""
+
+    name: str
+    queue: str
+    priority: int
+    payload: bytes
+    submitted_at: float
+    attempts: int
+    opts: p.Options | None
+    due: float | None
+    started_at: float
+    finished_at: float
+    value: bytes | None
+    error: str | None
+    traceback: str | None
+
 
 _encode = msgspec.msgpack.Encoder().encode
+_decode_record = msgspec.msgpack.Decoder(Record).decode
 _decode_opts = msgspec.msgpack.Decoder(p.Options).decode
 _decode_cron = msgspec.msgpack.Decoder(p.CronEntry).decode
+
+
+def _v1_to_v2(db: sqlite3.Connection) -> None:
+    """Version 1 had a column per field; fold them into the record."""
+    db.execute("ALTER TABLE tasks RENAME TO tasks_v1")
+    db.execute("CREATE TABLE tasks (id TEXT PRIMARY KEY, state TEXT NOT NULL, "
+               "rec BLOB NOT NULL) WITHOUT ROWID")
+    rows = db.execute("SELECT id, state, name, queue, priority, payload, submitted_at, "
+                      "attempts, opts, due, started_at, finished_at, value, error, traceback "
+                      "FROM tasks_v1")
+    while batch := rows.fetchmany(10_000):
+        db.executemany(_UPSERT, [
+            (r[0], r[1], _encode(Record(
+                r[2], r[3], r[4], r[5], r[6], r[7],
+                _decode_opts(r[8]) if r[8] is not None else None, r[9], r[10] or 0.0,
+                r[11] or 0.0, r[12], r[13], r[14])))
+            for r in batch])
+    db.execute("DROP TABLE tasks_v1")
+
+
+# version -> the step taking a database from that version to the next, run inside
+# the transaction that opens the store. A schema change adds its step here and bumps
+# SCHEMA_VERSION; a database is never rebuilt from scratch.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
 
 
 class StorageError(Exception):
@@ -86,6 +129,38 @@ class Row:
     value: bytes | None
     error: str | None
     traceback: str | None
+
+
+@dataclass
+class Batch:
+    """A journal turned into rows: a snapshot, so the tasks may change while it is written."""
+
+    rows: list[tuple[str, str, bytes]]
+    deleted: list[tuple[str]]
+    crons: list[tuple[str, bytes]] | None
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.deleted)
+
+
+def prepare(journal: Journal, scheduled: dict[str, float]) -> Batch:
+    """Encode what a journal names, on the thread that owns the tasks."""
+    rows = []
+    encode = _encode
+    for t in journal.changed.values():
+        run = t.run
+        if run is None:  # never ran: the common case of a submission
+            rec = Record(t.name, t.queue, t.priority, t.payload, t.submitted_at, 0, t.opts,
+                         scheduled.get(t.id), 0.0, 0.0, None, None, None)
+        else:
+            rec = Record(t.name, t.queue, t.priority, t.payload, t.submitted_at,
+                         run.attempts, t.opts, scheduled.get(t.id), run.started_at,
+                         run.finished_at, run.value, run.error, run.traceback)
+        rows.append((t.id, t.state.value, encode(rec)))
+    crons = None
+    if journal.crons is not None:
+        crons = [(n, encode(e)) for n, e in journal.crons.items()]
+    return Batch(rows, [(i,) for i in journal.deleted], crons)
 
 
 class SqliteStore:
@@ -129,10 +204,9 @@ class SqliteStore:
             raise StorageError(f"{self.path}: schema version {version} is newer than this "
                                f"actorq understands ({SCHEMA_VERSION}); upgrade actorq")
         while version < SCHEMA_VERSION:
-            log.warning("migrating %s from schema version %d", self.path, version)
-            for statement in MIGRATIONS[version].split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            log.warning("migrating %s from schema version %d to %d", self.path, version,
+                        version + 1)
+            MIGRATIONS[version](db)
             version += 1
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
 
@@ -141,10 +215,11 @@ class SqliteStore:
     def load(self) -> tuple[list[Row], list[p.CronEntry]]:
         """Every stored task, in id (= creation) order, and the cron table."""
         rows = []
-        for r in self.db.execute("SELECT * FROM tasks ORDER BY id"):
-            rows.append(Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7],
-                            _decode_opts(r[8]) if r[8] is not None else None, r[9],
-                            r[10] or 0.0, r[11] or 0.0, r[12], r[13], r[14]))
+        for tid, state, rec in self.db.execute("SELECT id, state, rec FROM tasks ORDER BY id"):
+            r = _decode_record(rec)
+            rows.append(Row(tid, state, r.name, r.queue, r.priority, r.payload, r.submitted_at,
+                            r.attempts, r.opts, r.due, r.started_at, r.finished_at, r.value,
+                            r.error, r.traceback))
         crons = [_decode_cron(r[0]) for r in self.db.execute("SELECT entry FROM crons")]
         return rows, crons
 
@@ -152,24 +227,21 @@ class SqliteStore:
 
     def commit(self, journal: Journal, scheduled: dict[str, float]) -> None:
         """Write one turn's changes in one transaction."""
-        rows = []
-        for t in journal.changed.values():
-            o = t.opts
-            rows.append((t.id, t.state, t.name, t.queue, t.priority, t.payload, t.submitted_at,
-                         t.attempts, _encode(o) if o is not None else None,
-                         scheduled.get(t.id), t.started_at, t.finished_at, t.value, t.error,
-                         t.traceback))
+        self.write(prepare(journal, scheduled))
+
+    def write(self, batch: Batch) -> None:
+        """Commit a prepared batch. Safe on another thread than the one that prepared it
+        (the broker's Committer does so): it touches no broker state."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            if rows:
-                db.executemany(_UPSERT, rows)
-            if journal.deleted:
-                db.executemany("DELETE FROM tasks WHERE id = ?", [(i,) for i in journal.deleted])
-            if journal.crons is not None:
+            if batch.rows:
+                db.executemany(_UPSERT, batch.rows)
+            if batch.deleted:
+                db.executemany("DELETE FROM tasks WHERE id = ?", batch.deleted)
+            if batch.crons is not None:
                 db.execute("DELETE FROM crons")
-                db.executemany("INSERT INTO crons VALUES (?, ?)",
-                               [(n, _encode(e)) for n, e in journal.crons.items()])
+                db.executemany("INSERT INTO crons VALUES (?, ?)", batch.crons)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -2,11 +2,13 @@
 
 import sqlite3
 
+import msgspec
 import pytest
 
 from actorq import protocol as p
 from actorq.state import BrokerState
-from actorq.storage import Journal, SqliteStore, StorageError
+from actorq.committer import Committer
+from actorq.storage import Journal, SqliteStore, StorageError, prepare
 
 C, W = b"c", b"w"
 
@@ -79,3 +81,61 @@ def test_a_second_broker_a_corrupt_file_and_a_newer_schema_are_refused(tmp_path)
     with pytest.raises(StorageError, match="not a usable database"):
         SqliteStore(str(junk))
     assert junk.read_bytes() == b"this is not a database" * 100  # never replaced
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, name TEXT NOT NULL, queue TEXT NOT NULL,
+    priority INTEGER NOT NULL, payload BLOB NOT NULL, submitted_at REAL NOT NULL,
+    attempts INTEGER NOT NULL, opts BLOB, due REAL, started_at REAL, finished_at REAL,
+    value BLOB, error TEXT, traceback TEXT
+) WITHOUT ROWID;
+CREATE TABLE crons (name TEXT PRIMARY KEY, entry BLOB NOT NULL);
+"""
+
+
+def test_a_version_1_database_is_migrated_in_place(tmp_path):
+    db = tmp_path / "v1.db"
+    raw = sqlite3.connect(db)
+    raw.executescript(V1_SCHEMA)
+    opts = msgspec.msgpack.encode(p.Options(not_before=50.0, key="k"))
+    raw.executemany("INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", [
+        ("t1", "queued", "m:f", "default", 3, b"\x01", 1.0, 0, None, None, None, None,
+         None, None, None),
+        ("t2", "scheduled", "m:g", "q2", 0, b"\x02", 2.0, 1, opts, 50.0, 1.5, None, None,
+         "E: once", "tb"),
+        ("t3", "succeeded", "m:f", "default", 0, b"", 3.0, 1, None, None, 3.1, 3.2, b"\xc0",
+         None, None)])
+    raw.commit()
+    raw.close()
+    store, s = durable_state(db, now=10.0)
+    version = store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert version == ("2",)
+    assert s.tasks["t1"].state == "queued" and s.tasks["t1"].priority == 3 and s.queued == 1
+    t2 = s.tasks["t2"]
+    assert s.scheduled == {"t2": 50.0} and s.keys == {"k": "t2"} and t2.queue == "q2"
+    assert t2.attempts == 1 and t2.error == "E: once" and t2.opts.key == "k"
+    assert s.tasks["t3"].value == b"\xc0" and s.tasks["t3"].finished_at == 3.2
+    store.close()
+    assert [r.id for r in SqliteStore(str(db)).load()[0]] == ["t1", "t2", "t3"]  # idempotent
+
+
+def test_the_committer_writes_on_its_thread_and_reports_failure(tmp_path):
+    store, s = durable_state(tmp_path / "d.db")
+    committer = Committer(store)
+    try:
+        s.on_client(C, p.Submit([p.TaskSpec("t1", "m:f", b"\x01")]), 0)
+        committer.start(prepare(s.journal, s.scheduled))
+        committer.wait()
+        assert not committer.busy and [r.id for r in store.load()[0]] == ["t1"]
+        bad = prepare(Journal(), {})
+        bad.rows.append(("t2", "queued", None))  # rec is NOT NULL: the transaction fails
+        committer.start(bad)
+        with pytest.raises(StorageError, match="commit failed"):
+            committer.wait()
+        assert [r.id for r in store.load()[0]] == ["t1"]  # rolled back, nothing half-done
+    finally:
+        committer.close()
+        store.close()
