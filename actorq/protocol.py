@@ -200,6 +200,14 @@ class Stats(msgspec.Struct, frozen=True, gc=False):
 # ---- messages -------------------------------------------------------------------------
 
 
+class Holding(msgspec.Struct, **_value):
+    """A lease a worker holds (buffered or running), named in its Hello so that a
+    restarted broker adopts it rather than running the task a second time."""
+
+    id: str
+    token: int
+
+
 class Hello(msgspec.Struct, **_msg):
     """First message of every peer. Workers and supervisors describe themselves."""
 
@@ -211,6 +219,7 @@ class Hello(msgspec.Struct, **_msg):
     pid: int = 0
     host: str = ""
     rate_limits: dict[str, float] = {}  # task name -> most dispatches per second
+    holding: list[Holding] = []  # a worker's leases when it (re)registers
 
 
 class Welcome(msgspec.Struct, **_msg):

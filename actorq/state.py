@@ -234,6 +234,11 @@ class BrokerState:
         self.dead: dict[str, None] = {}  # dead letters, oldest first
         self.retry_base: dict[str, int] = {}  # attempts before a requeue of a dead task
         self.expiries: list[tuple[float, str]] = []  # heap of (monotonic deadline, id)
+        # Tasks recovered as running: their workers may still have them and say so when
+        # they register again (Hello.holding); what nobody claims by `unclaimed_until`
+        # is queued again.
+        self.unclaimed: dict[str, None] = {}
+        self.unclaimed_until = 0.0
         self.limits: dict[str, Limiter] = {}  # task name -> rate limit
         self.held: dict[str, deque[Task]] = {}  # rate-limited tasks set aside, by name
         self.crons: dict[str, p.CronEntry] = {}
@@ -739,17 +744,19 @@ class BrokerState:
             self._scheduler_hello(peer, now)
             return
         elif hello.role == "worker":
-            known = self.workers.get(peer)
-            if known is not None:
+            worker = self.workers.get(peer)
+            if worker is not None:
                 # It lost touch with us but kept its leases; trust its fresh credit count.
-                known.credit = max(0, hello.credit)
-                known.draining = False
-                if known.credit:
+                worker.credit = max(0, hello.credit)
+                worker.draining = False
+                if worker.credit:
                     self.ready[peer] = None
             else:
                 worker = self.workers[peer] = Worker(peer, hello, now)
                 if worker.credit:
                     self.ready[peer] = None
+            if hello.holding:
+                self._adopt(worker, hello.holding, now)
             for name, rate in hello.rate_limits.items():
                 lim = self.limits.get(name)
                 if rate > 0 and (lim is None or lim.interval != 1.0 / rate):
@@ -761,6 +768,38 @@ class BrokerState:
             )
             return
         self.outbox.to_workers.append((peer, self.welcome()))
+
+    def _adopt(self, worker: Worker, holding: list[p.Holding], now: float) -> None:
+        """A worker registers holding leases, as after a restart of this broker from its
+        database: a task recovered as running, or as queued (its lease was sent before
+        the commit that would have recorded it), stays with the worker that has it
+        instead of running a second time. A lease of a task that has since finished
+        or runs elsewhere is left alone: its result will be stale."""
+        adopted = 0
+        wall = now + self.wall_offset
+        for h in holding:
+            task = self.tasks.get(h.id)
+            if task is None:
+                continue
+            if task.state is RUNNING and h.id in self.unclaimed:
+                del self.unclaimed[h.id]
+                run = task.attempt()
+            elif task.state is QUEUED:
+                self._unqueue(task)  # its queue entry is skipped lazily
+                task.state = RUNNING
+                run = task.attempt()
+                run.attempts += 1
+                run.started_at = wall
+            else:
+                continue
+            self._touch(task)
+            run.token = h.token
+            run.worker = worker.ident
+            worker.leased[h.id] = task
+            adopted += 1
+        if adopted:
+            log.info("worker %s registered holding %d task(s); they stay with it",
+                     worker.name, adopted)
 
     def _add_credit(self, worker: Worker, n: int) -> None:
         if n <= 0:
@@ -1105,6 +1144,8 @@ class BrokerState:
         if now < self._next_beat:
             return
         self._next_beat = now + self.heartbeat_interval_s
+        if self.unclaimed and now >= self.unclaimed_until:
+            self._release_unclaimed()
         beat = p.Beat(instance=self.instance)
         deadline = now - self.liveness_s
         for worker in list(self.workers.values()):
@@ -1156,6 +1197,19 @@ class BrokerState:
 
     # ---- recovery ------------------------------------------------------------------
 
+    def _release_unclaimed(self) -> None:
+        """Recovered running tasks no worker said it holds: they run again."""
+        n = 0
+        for tid in self.unclaimed:
+            task = self.tasks.get(tid)
+            if task is not None and task.state is RUNNING and task.worker is None:
+                self._queue(task)
+                n += 1
+        self.unclaimed.clear()
+        if n:
+            log.info("%d task(s) that were running when the broker stopped were not claimed "
+                     "by any worker; queued again", n)
+
     def recover(self, rows: list[Row], stored_crons: list[p.CronEntry], now: float) -> None:
         """Rebuild from a durable store: queued, scheduled and pending tasks as they were;
         running ones queued again (their attempt stays counted); finished ones kept
@@ -1174,7 +1228,7 @@ class BrokerState:
             run = None
             if (r.attempts or r.started_at or r.finished_at or r.value is not None
                     or r.error is not None):
-                run = Attempt(0, None, r.started_at, r.attempts, r.finished_at, r.value,
+                run = Attempt(r.token, None, r.started_at, r.attempts, r.finished_at, r.value,
                               r.error, r.traceback)
             task = Task(r.id, name, r.payload, queue, r.priority, state, r.submitted_at,
                         opts=r.opts, run=run)
@@ -1189,8 +1243,10 @@ class BrokerState:
                 continue
             if opts is not None and opts.expires_at:
                 heapq.heappush(self.expiries, (opts.expires_at - self.wall_offset, r.id))
-            if state is RUNNING or state is QUEUED:
-                self._queue(task)  # a running one was lost with the old broker's workers
+            if state is RUNNING:
+                self.unclaimed[r.id] = None  # its worker may claim it (see _adopt)
+            elif state is QUEUED:
+                self._queue(task)
             elif state is SCHEDULED:
                 self.scheduled[r.id] = r.due if r.due is not None else wall
             else:
@@ -1223,8 +1279,13 @@ class BrokerState:
             base = self.crons.get(entry.name, entry)
             self.crons[entry.name] = msgspec.structs.replace(
                 base, last_fired=entry.last_fired, since=wall)
-        log.info("recovered %d task(s): %d queued, %d scheduled, %d pending, %d finished",
-                 len(rows), self.queued, len(self.scheduled), len(self.waiting), len(finished))
+        if self.unclaimed:
+            # Workers that kept running say hello within a heartbeat or two of this
+            # broker starting; the rest of their tasks are theirs to claim until then.
+            self.unclaimed_until = now + self.liveness_s
+        log.info("recovered %d task(s): %d queued, %d scheduled, %d pending, %d running "
+                 "(for their workers to claim), %d finished", len(rows), self.queued,
+                 len(self.scheduled), len(self.waiting), len(self.unclaimed), len(finished))
 
     # ---- observation ---------------------------------------------------------------
 

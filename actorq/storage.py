@@ -61,6 +61,7 @@ class Record(msgspec.Struct, array_like=True, gc=False):
     value: bytes | None
     error: str | None
     traceback: str | None
+    token: int = 0  # lease token of the latest attempt: its worker's result still counts
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -129,6 +130,7 @@ class Row:
     value: bytes | None
     error: str | None
     traceback: str | None
+    token: int = 0
 
 
 @dataclass
@@ -155,7 +157,7 @@ def prepare(journal: Journal, scheduled: dict[str, float]) -> Batch:
         else:
             rec = Record(t.name, t.queue, t.priority, t.payload, t.submitted_at,
                          run.attempts, t.opts, scheduled.get(t.id), run.started_at,
-                         run.finished_at, run.value, run.error, run.traceback)
+                         run.finished_at, run.value, run.error, run.traceback, run.token)
         rows.append((t.id, t.state.value, encode(rec)))
     crons = None
     if journal.crons is not None:
@@ -219,7 +221,7 @@ class SqliteStore:
             r = _decode_record(rec)
             rows.append(Row(tid, state, r.name, r.queue, r.priority, r.payload, r.submitted_at,
                             r.attempts, r.opts, r.due, r.started_at, r.finished_at, r.value,
-                            r.error, r.traceback))
+                            r.error, r.traceback, r.token))
         crons = [_decode_cron(r[0]) for r in self.db.execute("SELECT entry FROM crons")]
         return rows, crons
 

@@ -92,6 +92,9 @@ class Worker:
         self.instance: str | None = None
         self.last_heard = time.monotonic()
         self.held = 0  # leases held: buffered, waiting for a runner, or running
+        # The same leases, token -> task id, kept on the loop thread: a Hello names them
+        # so that a broker restarted from its database adopts them (no second run).
+        self.holding: dict[int, str] = {}
         self.running_async = 0
         self.buffer: deque[p.Lease] = deque()
         self.stopping = False
@@ -154,12 +157,16 @@ class Worker:
                            credit=0 if self.stopping else self.credit_max - self.held,
                            pid=os.getpid(), host=socket.gethostname(),
                            rate_limits={n: d.rate_limit for n, d in self.allowed.items()
-                                        if d.rate_limit}))
+                                        if d.rate_limit},
+                           holding=[p.Holding(tid, token) for token, tid in self.holding.items()]))
 
     def _handle(self, msg: object) -> None:
         match msg:
             case p.Dispatch(leases=leases):
                 self.held += len(leases)
+                holding = self.holding
+                for lease in leases:
+                    holding[lease.token] = lease.id
                 self.buffer.extend(leases)
                 self._start_ready()
             case p.Stop(ids=ids):
@@ -411,7 +418,9 @@ class Worker:
         n = len(results)
         self.held -= n
         self.completed += n
+        holding = self.holding
         for r in results:
+            holding.pop(r.token, None)
             if not r.ok:
                 self.failed += 1
                 log.info("task %s (lease %d) failed on %s: %s", r.id, r.token,
@@ -427,13 +436,16 @@ class Worker:
         if self.stopping:
             return
         self.stopping = True
-        released = [lease.id for lease in self.buffer]
+        leases = list(self.buffer)
         self.buffer.clear()
         while True:  # plain-function leases no runner has taken yet
             try:
-                released.append(self._sync.popleft()[0].id)
+                leases.append(self._sync.popleft()[0])
             except IndexError:
                 break
+        released = [lease.id for lease in leases]
+        for lease in leases:
+            self.holding.pop(lease.token, None)
         self.held -= len(released)
         log.info("worker %s draining: handing back %d lease(s), waiting for %d running",
                  self.spec.worker_id, len(released), self.held)

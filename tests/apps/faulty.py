@@ -62,6 +62,14 @@ def record(path: str, tag: str) -> str:
 
 
 @task
+def record_slowly(path: str, tag: str, seconds: float) -> str:
+    """record(), then take `seconds`: a run that a test can catch in the middle."""
+    record(path, tag)
+    time.sleep(seconds)
+    return tag
+
+
+@task
 def whoami() -> int:
     return os.getpid()
 

@@ -71,3 +71,25 @@ def test_a_client_mid_submit_many_completes_after_a_broker_restart_exactly_once(
     time.sleep(0.5)
     assert c.stats().queue_depth["later"] == 20000  # every task, none twice
     assert c.status(hs[0].id).state == "queued" and c.status(hs[-1].id).state == "queued"
+
+
+def test_tasks_running_when_the_broker_dies_stay_with_their_workers(node, client, tmp_path):
+    # Given 4 slow tasks running on 2 workers with room for 2 more, the tasks longer
+    # than the restarted broker waits for workers to claim what they hold (3
+    # heartbeats of 0.2 s): a broker that forgot who runs them would hand them to
+    # the free slots at once.
+    runs = tmp_path / "runs.txt"
+    n = node(workers=2, concurrency=3, heartbeat=0.2, **storage(tmp_path / "r.db"))
+    c = client(n)
+    hs = c.submit_many([("tests.apps.faulty:record_slowly", (str(runs), f"t{i}", 2.5))
+                        for i in range(4)])
+    c.flush(timeout=30)
+    wait_until(lambda: runs.exists() and len(runs.read_text().splitlines()) == 4, 20)
+    # When the broker is SIGKILLed while they run
+    os.kill(n.actor_pid("broker"), signal.SIGKILL)
+    # Then the restarted broker leaves them with the workers that hold them: every
+    # result arrives and no task ran twice.
+    assert c.gather(hs, timeout=60) == [f"t{i}" for i in range(4)]
+    time.sleep(0.5)
+    assert sorted(line.split()[0] for line in runs.read_text().splitlines()) == [
+        f"t{i}" for i in range(4)]

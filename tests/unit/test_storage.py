@@ -43,12 +43,65 @@ def test_every_state_comes_back_as_it_was(tmp_path):
     store.close()
     # A new broker on the same file
     store, r = durable_state(db, now=10.0)
-    assert r.tasks["t1"].state == "queued" and r.tasks["t1"].attempts == 1  # was running
-    assert r.tasks["t2"].state == "queued" and r.queued == 2
+    # t1 was running: its worker may still have it and claim it when it says hello
+    assert r.tasks["t1"].state == "running" and r.unclaimed == {"t1": None}
+    assert r.tasks["t2"].state == "queued" and r.queued == 1
     assert r.scheduled == {"t3": 50.0} and r.keys == {"k": "t3"}
     assert r.tasks["t4"].state == "pending" and r.waiting == {"t4": 1}
     assert r.tasks["t5"].state == "cancelled"
     assert r.tasks["t1"].payload == b"\x01"
+    r.tick(10.0 + r.liveness_s)  # nobody claimed it: it runs again, its attempt counted
+    assert r.tasks["t1"].state == "queued" and r.tasks["t1"].attempts == 1 and r.queued == 2
+    store.close()
+
+
+def recovered_with_leases(tmp_path):
+    """A durable broker that leased t1 and t2 (t2's lease not yet committed), then died."""
+    db = tmp_path / "leases.db"
+    store, s = durable_state(db)
+    s.on_worker(W, p.Hello(version=1, role="worker", queues=["default"], credit=2), 0)
+    s.on_client(C, p.Submit([p.TaskSpec("t1", "m:f", b""), p.TaskSpec("t2", "m:f", b""),
+                             p.TaskSpec("t3", "m:f", b"")]), 0)
+    commit(store, s)
+    s.dispatch(0)
+    leases = {lease.id: lease.token for lease in s.take_outbox().dispatch[W]}
+    # only t1's lease reaches the disk before the crash
+    s.journal.changed = {"t1": s.journal.changed["t1"]}
+    commit(store, s)
+    store.close()
+    store, r = durable_state(db, now=10.0)
+    return store, r, leases
+
+
+def test_a_worker_that_kept_running_claims_its_tasks_after_a_restart(tmp_path):
+    store, r, leases = recovered_with_leases(tmp_path)
+    assert r.tasks["t1"].state == "running" and r.tasks["t2"].state == "queued"
+    holding = [p.Holding(tid, token) for tid, token in leases.items()]
+    r.on_worker(W, p.Hello(version=1, role="worker", queues=["default"], credit=0,
+                           holding=holding), 10.0)
+    for tid in ("t1", "t2"):
+        assert r.tasks[tid].state == "running" and r.tasks[tid].worker == W
+        assert r.tasks[tid].attempts == 1
+    assert r.unclaimed == {} and r.queued == 1  # only t3 waits
+    later = 10.0 + r.liveness_s + 0.5
+    r.on_worker(W, p.Heartbeat(), later)
+    r.tick(later)
+    assert r.tasks["t1"].state == "running"  # claimed: not queued again
+    r.on_worker(W, p.Report([p.Result("t1", leases["t1"], True, b"\xc0", None, None, 0.0),
+                             p.Result("t2", leases["t2"], True, b"\xc0", None, None, 0.0)]),
+                later)
+    assert r.tasks["t1"].state == "succeeded" and r.tasks["t2"].state == "succeeded"
+    assert r.stale_results_total == 0
+    store.close()
+
+
+def test_a_result_sent_before_the_worker_registers_again_still_counts(tmp_path):
+    store, r, leases = recovered_with_leases(tmp_path)
+    r.on_worker(W, p.Report([p.Result("t1", leases["t1"], True, b"\xc0", None, None, 0.0)]),
+                10.0)
+    assert r.tasks["t1"].state == "succeeded" and r.tasks["t1"].value == b"\xc0"
+    r.tick(10.0 + r.liveness_s)
+    assert r.tasks["t1"].state == "succeeded" and r.queued == 2  # t2 and t3
     store.close()
 
 
