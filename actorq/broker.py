@@ -9,6 +9,7 @@ which runs on the Committer's thread while the next turns go on.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
@@ -60,8 +61,16 @@ class Broker:
         )
         if store is not None:
             t0 = time.monotonic()
-            rows, crons = store.load()
-            self.state.recover(rows, crons, time.monotonic())
+            # A million rows become a million objects: the cyclic GC would walk the
+            # growing heap again and again (1.6 s of 7 at 1M rows); nothing made here
+            # forms a cycle.
+            gc.disable()
+            try:
+                rows, crons = store.load()
+                self.state.recover(rows, crons, time.monotonic())
+                del rows
+            finally:
+                gc.enable()
             self.state.journal = Journal()
             self.state.durable = True
             log.info("recovered from %s in %.2f s", store.path, time.monotonic() - t0)

@@ -111,9 +111,9 @@ class Journal:
         return bool(self.changed or self.deleted or self.crons is not None)
 
 
-@dataclass
-class Row:
-    """A task as stored."""
+class Row(msgspec.Struct, gc=False):
+    """A task as stored. A Struct, not a dataclass: a million of them are made at
+    recovery, and this is three times cheaper to make."""
 
     id: str
     state: str
