@@ -142,6 +142,8 @@ class Broker:
         if committer.busy:
             return
         state = self.state
+        if state.journal_leases():
+            self.again = True  # one more turn writes them even if nothing else happens
         if state.journal:
             committer.start(prepare(state.journal, state.scheduled))
             state.journal = Journal()

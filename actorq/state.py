@@ -240,6 +240,9 @@ class BrokerState:
         # is queued again.
         self.unclaimed: dict[str, None] = {}
         self.unclaimed_until = 0.0
+        # Leases not yet journaled, in two generations (see journal_leases).
+        self._new_leases: list[Task] = []
+        self._old_leases: list[Task] = []
         self.limits: dict[str, Limiter] = {}  # task name -> rate limit
         self.held: dict[str, deque[Task]] = {}  # rate-limited tasks set aside, by name
         self.crons: dict[str, p.CronEntry] = {}
@@ -1065,7 +1068,7 @@ class BrokerState:
                 self._next_token += 1
                 token = self._next_token
                 if journal is not None:
-                    journal.changed[task.id] = task
+                    self._new_leases.append(task)  # journaled late: see journal_leases
                 task.state = RUNNING
                 run = task.run
                 if run is None:
@@ -1197,6 +1200,25 @@ class BrokerState:
         return at
 
     # ---- recovery ------------------------------------------------------------------
+
+    def journal_leases(self) -> bool:
+        """Journal the leases of the generation before last that are still running, and
+        start a new generation; call as each commit is about to start. True if leases
+        wait for a later call.
+
+        A lease is written one commit late because most tasks end before then, and
+        their end is written anyway: writing the lease too was a third row for every
+        task. What a crash inside that window costs is the count of an attempt that
+        began moments before it (the task itself is kept, and its worker, if alive,
+        claims it)."""
+        old = self._old_leases
+        if old:
+            changed = self.journal.changed
+            for task in old:
+                if task.state is RUNNING:
+                    changed[task.id] = task
+        self._old_leases, self._new_leases = self._new_leases, []
+        return bool(self._old_leases)
 
     def _release_unclaimed(self) -> None:
         """Recovered running tasks no worker said it holds: they run again."""

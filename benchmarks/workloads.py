@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,30 +261,43 @@ def recovery(scale: Scale) -> list[Figure]:
     ]
 
 
-def _batch_rate(config: str, n: int) -> float:
-    with running(config) as node, Client(node.broker) as c:
-        c.gather(c.submit_many([(NOOP, ())] * 2000), timeout=60)
-        rates = []
+def _interleaved_batch_rates(configs: dict[str, str], n: int) -> dict[str, float]:
+    """Median throughput-batch rate of each config, the runs taken in turn (a, b, c,
+    a, b, c, ...) with every node up at once: this machine's speed drifts by 20-40%
+    over minutes, and ratios between configs measured minutes apart would carry that
+    drift. Idle nodes cost only their heartbeats."""
+    rates: dict[str, list[float]] = {name: [] for name in configs}
+    with ExitStack() as stack:
+        clients = {}
+        for name, config in configs.items():
+            node = stack.enter_context(running(config, name))
+            c = clients[name] = stack.enter_context(Client(node.broker))
+            c.gather(c.submit_many([(NOOP, ())] * 2000), timeout=60)  # warm up
         for _ in range(REPEATS):
-            t0 = time.perf_counter()
-            c.gather(c.submit_many([(NOOP, ())] * n), timeout=600)
-            rates.append(n / (time.perf_counter() - t0))
-    return statistics.median(rates)
+            for name, c in clients.items():
+                t0 = time.perf_counter()
+                c.gather(c.submit_many([(NOOP, ())] * n), timeout=600)
+                rates[name].append(n / (time.perf_counter() - t0))
+    return {name: statistics.median(r) for name, r in rates.items()}
 
 
 def durable(scale: Scale) -> list[Figure]:
-    """throughput-batch in memory and with [storage] (full and normal), in one run;
-    then recovery: a durable broker holding the backlog SIGKILLed, and the time until
-    the node's restarted broker answers with every task back."""
+    """throughput-batch in memory and with [storage] (full and normal), in one run,
+    interleaved; then recovery: a durable broker holding the backlog SIGKILLed, and
+    the time until the node's restarted broker answers with every task back."""
     n = scale.batch_tasks // 2
     figures = []
     with tempfile.TemporaryDirectory(prefix="actorq-bench-db-") as tmp:
-        mem = _batch_rate(node_toml(prefetch=THROUGHPUT_PREFETCH), n)
-        figures.append(figure("durable", f"{n} no-op tasks, in memory (median of {REPEATS})",
-                              mem, "tasks/s"))
+        configs = {"memory": node_toml(prefetch=THROUGHPUT_PREFETCH)}
         for sync in ("full", "normal"):
             store = f'[storage]\npath = "{tmp}/{sync}.db"\nsynchronous = "{sync}"\n'
-            rate = _batch_rate(node_toml(prefetch=THROUGHPUT_PREFETCH, storage=store), n)
+            configs[sync] = node_toml(prefetch=THROUGHPUT_PREFETCH, storage=store)
+        rates = _interleaved_batch_rates(configs, n)
+        mem = rates["memory"]
+        figures.append(figure("durable", f"{n} no-op tasks, in memory (median of {REPEATS}, "
+                              "runs interleaved with the two below)", mem, "tasks/s"))
+        for sync in ("full", "normal"):
+            rate = rates[sync]
             figures.append(figure("durable", f"same, storage synchronous={sync}", rate,
                                   "tasks/s"))
             ratio = ("durable", f"synchronous={sync} vs in memory", 100 * rate / mem, "%")

@@ -23,6 +23,9 @@ def durable_state(path, now=0.0):
 
 
 def commit(store, s):
+    """What the broker's next two commits write: leases are journaled one commit late."""
+    s.journal_leases()
+    s.journal_leases()
     store.commit(s.journal, s.scheduled)
     s.journal = Journal()
 
@@ -66,6 +69,8 @@ def recovered_with_leases(tmp_path):
     s.dispatch(0)
     leases = {lease.id: lease.token for lease in s.take_outbox().dispatch[W]}
     # only t1's lease reaches the disk before the crash
+    s.journal_leases()
+    s.journal_leases()
     s.journal.changed = {"t1": s.journal.changed["t1"]}
     commit(store, s)
     store.close()
@@ -192,3 +197,23 @@ def test_the_committer_writes_on_its_thread_and_reports_failure(tmp_path):
     finally:
         committer.close()
         store.close()
+
+
+def test_a_lease_is_written_one_commit_late_unless_the_task_ended_first(tmp_path):
+    store, s = durable_state(tmp_path / "late.db")
+    s.on_worker(W, p.Hello(version=1, role="worker", queues=["default"], credit=2), 0)
+    s.on_client(C, p.Submit([p.TaskSpec("t1", "m:f", b""), p.TaskSpec("t2", "m:f", b"")]), 0)
+    s.dispatch(0)
+    tokens = {lease.id: lease.token for lease in s.take_outbox().dispatch[W]}
+    assert s.journal_leases()  # the first commit after the dispatch: not yet
+    assert set(s.journal.changed) == {"t1", "t2"} and all(
+        t.state == "running" for t in s.journal.changed.values())  # (their submission)
+    store.commit(s.journal, s.scheduled)
+    s.journal = Journal()
+    s.on_worker(W, p.Report([p.Result("t1", tokens["t1"], True, b"\xc0", None, None, 0.0)]), 0)
+    assert not s.journal_leases()  # the next: t2 still runs, so its lease is written now
+    assert set(s.journal.changed) == {"t1", "t2"}
+    store.commit(s.journal, s.scheduled)
+    states = {r.id: (r.state, r.attempts) for r in store.load()[0]}
+    assert states == {"t1": ("succeeded", 1), "t2": ("running", 1)}
+    store.close()
