@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 MAX_ID_LENGTH = 128
 MAX_PRIORITY = 255
 SUPERVISOR_FORGET_LIVENESSES = 10  # a silent supervisor is forgotten after this many windows
-PURGE_BATCH = 10_000
+PURGE_BATCH = 1_000  # finished tasks forgotten per loop turn: ~2 ms with storage
 MAX_INTERNED = 10_000  # distinct task names and queue names kept as shared strings  # finished tasks purged per tick at most, so a purge never stalls the loop
 DURATION_BUCKETS_S = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0]
 
@@ -1145,6 +1145,12 @@ class BrokerState:
         """Deadlines, heartbeats, liveness and purging: cheap enough for every loop turn."""
         if self.expiries and self.expiries[0][0] <= now:
             self._expire(now)
+        finished = self._finished
+        if finished and finished[0][0] <= now:
+            # A bounded batch a turn (next_deadline brings the next turn at once while
+            # more are due): a million expiring together never stall the loop, and the
+            # purge keeps up with any rate of finishing tasks.
+            self._purge(now)
         if now < self._next_beat:
             return
         self._next_beat = now + self.heartbeat_interval_s
@@ -1174,7 +1180,6 @@ class BrokerState:
                 del self.supervisors[sup.ident]
             else:
                 self.outbox.to_workers.append((sup.ident, beat))
-        self._purge(now)
 
     def _purge(self, now: float) -> None:
         finished = self._finished
@@ -1195,6 +1200,8 @@ class BrokerState:
         at = self._next_beat
         if self.expiries:
             at = min(at, self.expiries[0][0])
+        if self._finished:
+            at = min(at, self._finished[0][0])
         for name in self.held:
             at = min(at, self.limits[name].next_at)
         return at
