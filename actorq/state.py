@@ -26,7 +26,7 @@ from . import crons
 from . import protocol as p
 from .options import broker_check
 from .pacing import Limiter, retry_delay
-from .storage import Journal, Row
+from .storage import Journal, StoredTask
 from .protocol import TaskState
 
 log = logging.getLogger(__name__)
@@ -1240,7 +1240,7 @@ class BrokerState:
             log.info("%d task(s) that were running when the broker stopped were not claimed "
                      "by any worker; queued again", n)
 
-    def recover(self, rows: list[Row], stored_crons: list[p.CronEntry], now: float) -> None:
+    def recover(self, rows: list[StoredTask], stored_crons: list[p.CronEntry], now: float) -> None:
         """Rebuild from a durable store: queued, scheduled and pending tasks as they were;
         running ones queued again (their attempt stays counted); finished ones kept
         until their TTL. Call before any message is handled."""
@@ -1251,8 +1251,8 @@ class BrokerState:
         strings = self._strings
         finished: list[tuple[float, str]] = []
         pending: list[Task] = []
-        for r in rows:
-            state = _STATE_OF[r.state]
+        for tid, stored_state, r in rows:
+            state = _STATE_OF[stored_state]
             name = strings.setdefault(r.name, r.name)
             queue = strings.setdefault(r.queue, r.queue)
             run = None
@@ -1260,25 +1260,25 @@ class BrokerState:
                     or r.error is not None):
                 run = Attempt(r.token, None, r.started_at, r.attempts, r.finished_at, r.value,
                               r.error, r.traceback)
-            task = Task(r.id, name, r.payload, queue, r.priority, state, r.submitted_at, None,
+            task = Task(tid, name, r.payload, queue, r.priority, state, r.submitted_at, None,
                         r.opts, run)
-            self.tasks[r.id] = task
+            self.tasks[tid] = task
             opts = r.opts
             if opts is not None and opts.key is not None:
-                self.keys[opts.key] = r.id
+                self.keys[opts.key] = tid
             if state in p.FINAL_STATES:
-                finished.append((r.finished_at, r.id))
+                finished.append((r.finished_at, tid))
                 if state is DEAD:
-                    self.dead[r.id] = None
+                    self.dead[tid] = None
                 continue
             if opts is not None and opts.expires_at:
-                heapq.heappush(self.expiries, (opts.expires_at - self.wall_offset, r.id))
+                heapq.heappush(self.expiries, (opts.expires_at - self.wall_offset, tid))
             if state is RUNNING:
-                self.unclaimed[r.id] = None  # its worker may claim it (see _adopt)
+                self.unclaimed[tid] = None  # its worker may claim it (see _adopt)
             elif state is QUEUED:
                 self._queue(task)
             elif state is SCHEDULED:
-                self.scheduled[r.id] = r.due if r.due is not None else wall
+                self.scheduled[tid] = r.due if r.due is not None else wall
             else:
                 pending.append(task)
         for task in pending:

@@ -177,7 +177,7 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path):
     assert t2.attempts == 1 and t2.error == "E: once" and t2.opts.key == "k"
     assert s.tasks["t3"].value == b"\xc0" and s.tasks["t3"].finished_at == 3.2
     store.close()
-    assert [r.id for r in SqliteStore(str(db)).load()[0]] == ["t1", "t2", "t3"]  # idempotent
+    assert [tid for tid, _, _ in SqliteStore(str(db)).load()[0]] == ["t1", "t2", "t3"]  # idempotent
 
 
 def test_the_committer_writes_on_its_thread_and_reports_failure(tmp_path):
@@ -187,13 +187,13 @@ def test_the_committer_writes_on_its_thread_and_reports_failure(tmp_path):
         s.on_client(C, p.Submit([p.TaskSpec("t1", "m:f", b"\x01")]), 0)
         committer.start(prepare(s.journal, s.scheduled))
         committer.wait()
-        assert not committer.busy and [r.id for r in store.load()[0]] == ["t1"]
+        assert not committer.busy and [tid for tid, _, _ in store.load()[0]] == ["t1"]
         bad = prepare(Journal(), {})
         bad.rows.append(("t2", "queued", None))  # rec is NOT NULL: the transaction fails
         committer.start(bad)
         with pytest.raises(StorageError, match="commit failed"):
             committer.wait()
-        assert [r.id for r in store.load()[0]] == ["t1"]  # rolled back, nothing half-done
+        assert [tid for tid, _, _ in store.load()[0]] == ["t1"]  # rolled back, nothing half-done
     finally:
         committer.close()
         store.close()
@@ -214,6 +214,6 @@ def test_a_lease_is_written_one_commit_late_unless_the_task_ended_first(tmp_path
     assert not s.journal_leases()  # the next: t2 still runs, so its lease is written now
     assert set(s.journal.changed) == {"t1", "t2"}
     store.commit(s.journal, s.scheduled)
-    states = {r.id: (r.state, r.attempts) for r in store.load()[0]}
+    states = {tid: (state, r.attempts) for tid, state, r in store.load()[0]}
     assert states == {"t1": ("succeeded", 1), "t2": ("running", 1)}
     store.close()
