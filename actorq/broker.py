@@ -234,6 +234,8 @@ class Broker:
         if self.committer is not None:
             self.committer.wait()
             self._flush_all(self.in_flight)
+            state.journal_leases()  # both generations: nothing is left for later
+            state.journal_leases()
             if state.journal:
                 self.store.commit(state.journal, state.scheduled)
                 state.journal = Journal()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import logging
+import operator
 import os
 import random
 from collections import deque
@@ -35,7 +36,7 @@ MAX_ID_LENGTH = 128
 MAX_PRIORITY = 255
 SUPERVISOR_FORGET_LIVENESSES = 10  # a silent supervisor is forgotten after this many windows
 PURGE_BATCH = 1_000  # finished tasks forgotten per loop turn: ~2 ms with storage
-MAX_INTERNED = 10_000  # distinct task names and queue names kept as shared strings  # finished tasks purged per tick at most, so a purge never stalls the loop
+MAX_INTERNED = 10_000  # distinct task names and queue names kept as shared strings
 DURATION_BUCKETS_S = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0]
 
 QUEUED = TaskState.QUEUED
@@ -70,6 +71,12 @@ class Attempt(msgspec.Struct, gc=False):
 NO_ATTEMPT = Attempt()  # what a task that never ran reads as; never mutated
 
 
+def _from_run(field: str) -> Any:
+    """A read-only property of Task giving one field of its Attempt."""
+    get = operator.attrgetter(field)
+    return property(lambda task: get(task.run or NO_ATTEMPT))
+
+
 class Task(msgspec.Struct, gc=False):
     """The broker's record of one task. Mutable; referred to by id everywhere else.
 
@@ -98,37 +105,16 @@ class Task(msgspec.Struct, gc=False):
             run = self.run = Attempt()
         return run
 
-    @property
-    def token(self) -> int:
-        return (self.run or NO_ATTEMPT).token
-
-    @property
-    def worker(self) -> bytes | None:
-        return (self.run or NO_ATTEMPT).worker
-
-    @property
-    def attempts(self) -> int:
-        return (self.run or NO_ATTEMPT).attempts
-
-    @property
-    def started_at(self) -> float:
-        return (self.run or NO_ATTEMPT).started_at
-
-    @property
-    def finished_at(self) -> float:
-        return (self.run or NO_ATTEMPT).finished_at
-
-    @property
-    def value(self) -> bytes | None:
-        return (self.run or NO_ATTEMPT).value
-
-    @property
-    def error(self) -> str | None:
-        return (self.run or NO_ATTEMPT).error
-
-    @property
-    def traceback(self) -> str | None:
-        return (self.run or NO_ATTEMPT).traceback
+    # Read-only views of the latest run, for the cold paths (a task that never ran
+    # reads as NO_ATTEMPT's defaults). Not annotated: an annotation makes a field.
+    token = _from_run("token")
+    worker = _from_run("worker")
+    attempts = _from_run("attempts")
+    started_at = _from_run("started_at")
+    finished_at = _from_run("finished_at")
+    value = _from_run("value")
+    error = _from_run("error")
+    traceback = _from_run("traceback")
 
 
 def _is_queued(task: Task) -> bool:
@@ -1242,8 +1228,9 @@ class BrokerState:
 
     def recover(self, rows: list[StoredTask], stored_crons: list[p.CronEntry], now: float) -> None:
         """Rebuild from a durable store: queued, scheduled and pending tasks as they were;
-        running ones queued again (their attempt stays counted); finished ones kept
-        until their TTL. Call before any message is handled."""
+        running ones set aside for their workers to claim (see _adopt), queued again
+        with their attempt counted if none does; finished ones kept until their TTL.
+        Call before any message is handled."""
         wall = now + self.wall_offset
         # Lease tokens continue from the clock, so a late result of a lease the old
         # broker handed out can never match one this broker hands out.

@@ -94,7 +94,10 @@ class Worker:
         self.held = 0  # leases held: buffered, waiting for a runner, or running
         # The same leases, token -> task id, kept on the loop thread: a Hello names them
         # so that a broker restarted from its database adopts them (no second run).
+        # Kept only while the broker is durable: an in-memory one restarts knowing no
+        # task, and the bookkeeping would be two dict operations a task for nothing.
         self.holding: dict[int, str] = {}
+        self.durable = False
         self.running_async = 0
         self.buffer: deque[p.Lease] = deque()
         self.stopping = False
@@ -164,9 +167,10 @@ class Worker:
         match msg:
             case p.Dispatch(leases=leases):
                 self.held += len(leases)
-                holding = self.holding
-                for lease in leases:
-                    holding[lease.token] = lease.id
+                if self.durable:
+                    holding = self.holding
+                    for lease in leases:
+                        holding[lease.token] = lease.id
                 self.buffer.extend(leases)
                 self._start_ready()
             case p.Stop(ids=ids):
@@ -181,6 +185,7 @@ class Worker:
                 self.instance = w.instance
                 self.max_result_bytes = w.max_payload_bytes
                 self.heartbeat_s = w.heartbeat_interval_s
+                self.durable = w.durable
                 if first:
                     log.info("worker %s ready: pool %s, queues %s, %d slot(s), %d task(s)",
                              self.spec.worker_id, self.pool.name, self.pool.queues, self.slots,
@@ -418,9 +423,11 @@ class Worker:
         n = len(results)
         self.held -= n
         self.completed += n
-        holding = self.holding
+        if self.holding:
+            holding = self.holding
+            for r in results:
+                holding.pop(r.token, None)
         for r in results:
-            holding.pop(r.token, None)
             if not r.ok:
                 self.failed += 1
                 log.info("task %s (lease %d) failed on %s: %s", r.id, r.token,
