@@ -44,6 +44,28 @@ CREATE TABLE IF NOT EXISTS crons (name TEXT PRIMARY KEY, entry BLOB NOT NULL);
 
 _UPSERT = "INSERT OR REPLACE INTO tasks (id, state, rec) VALUES (?, ?, ?)"
 
+# A commit writes its rows with statements of many rows each: executemany's per-row
+# round through the sqlite3 module cost more than SQLite's own work (4.0-5.3 us a row
+# against 2.4-3.2 with 128-row statements, measured on the development machine).
+# Sizes are powers of two so that a batch of any length takes at most eight distinct
+# statements, all of them staying in the connection's statement cache.
+_CHUNKS = (128, 64, 32, 16, 8, 4, 2, 1)
+_UPSERT_N = {n: "INSERT OR REPLACE INTO tasks (id, state, rec) VALUES "
+                + ",".join(["(?,?,?)"] * n) for n in _CHUNKS}
+_DELETE_N = {n: "DELETE FROM tasks WHERE id IN (" + ",".join(["?"] * n) + ")" for n in _CHUNKS}
+
+
+def _write_chunked(db: sqlite3.Connection, statements: dict[int, str], params: list,
+                   width: int) -> None:
+    """Run `statements[n]` over flat `params` (`width` values a row), n rows at a time."""
+    rows, at = len(params) // width, 0
+    for n in _CHUNKS:
+        step = n * width
+        while rows >= n:
+            db.execute(statements[n], params[at:at + step])
+            at += step
+            rows -= n
+
 
 class Record(msgspec.Struct, array_like=True, gc=False):
     """A task's stored fields but its id and state, in this order (schema version 2)."""
@@ -64,7 +86,9 @@ class Record(msgspec.Struct, array_like=True, gc=False):
     token: int = 0  # lease token of the latest attempt: its worker's result still counts
 
 
-_encode = msgspec.msgpack.Encoder().encode
+_encoder = msgspec.msgpack.Encoder()
+_encode = _encoder.encode
+_STATE_TEXT = {state: state.value for state in p.TaskState}  # plain str: bound without adapting
 _decode_record = msgspec.msgpack.Decoder(Record).decode
 _decode_opts = msgspec.msgpack.Decoder(p.Options).decode
 _decode_cron = msgspec.msgpack.Decoder(p.CronEntry).decode
@@ -118,32 +142,40 @@ StoredTask = tuple[str, str, Record]  # (id, state, the rest), as `load` returns
 class Batch:
     """A journal turned into rows: a snapshot, so the tasks may change while it is written."""
 
-    rows: list[tuple[str, str, bytes]]
-    deleted: list[tuple[str]]
+    rows: list[str | bytearray]  # flat: id, state, rec, id, state, rec, ...
+    deleted: list[str]
     crons: list[tuple[str, bytes]] | None
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.deleted)
+        return len(self.rows) // 3 + len(self.deleted)
 
 
 def prepare(journal: Journal, scheduled: dict[str, float]) -> Batch:
-    """Encode what a journal names, on the thread that owns the tasks."""
-    rows = []
-    encode = _encode
+    """Encode what a journal names, on the thread that owns the tasks.
+
+    Each record is encoded into a bytearray, not bytes: the sqlite3 module binds a
+    bytearray directly but passes bytes through its adapter lookup, which cost half
+    of all binding (1.1 against 0.56 us a row)."""
+    rows: list[str | bytearray] = []
+    add = rows.extend
+    into = _encoder.encode_into
+    text = _STATE_TEXT
+    due = scheduled.get
     for t in journal.changed.values():
         run = t.run
+        rec = bytearray()
         if run is None:  # never ran: the common case of a submission
-            rec = Record(t.name, t.queue, t.priority, t.payload, t.submitted_at, 0, t.opts,
-                         scheduled.get(t.id), 0.0, 0.0, None, None, None)
+            into(Record(t.name, t.queue, t.priority, t.payload, t.submitted_at, 0, t.opts,
+                        due(t.id), 0.0, 0.0, None, None, None), rec)
         else:
-            rec = Record(t.name, t.queue, t.priority, t.payload, t.submitted_at,
-                         run.attempts, t.opts, scheduled.get(t.id), run.started_at,
-                         run.finished_at, run.value, run.error, run.traceback, run.token)
-        rows.append((t.id, t.state.value, encode(rec)))
+            into(Record(t.name, t.queue, t.priority, t.payload, t.submitted_at,
+                        run.attempts, t.opts, due(t.id), run.started_at, run.finished_at,
+                        run.value, run.error, run.traceback, run.token), rec)
+        add((t.id, text[t.state], rec))
     crons = None
     if journal.crons is not None:
-        crons = [(n, encode(e)) for n, e in journal.crons.items()]
-    return Batch(rows, [(i,) for i in journal.deleted], crons)
+        crons = [(n, _encode(e)) for n, e in journal.crons.items()]
+    return Batch(rows, list(journal.deleted), crons)
 
 
 class SqliteStore:
@@ -215,10 +247,8 @@ class SqliteStore:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            if batch.rows:
-                db.executemany(_UPSERT, batch.rows)
-            if batch.deleted:
-                db.executemany("DELETE FROM tasks WHERE id = ?", batch.deleted)
+            _write_chunked(db, _UPSERT_N, batch.rows, 3)
+            _write_chunked(db, _DELETE_N, batch.deleted, 1)
             if batch.crons is not None:
                 db.execute("DELETE FROM crons")
                 db.executemany("INSERT INTO crons VALUES (?, ?)", batch.crons)

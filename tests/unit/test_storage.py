@@ -110,6 +110,22 @@ def test_a_result_sent_before_the_worker_registers_again_still_counts(tmp_path):
     store.close()
 
 
+@pytest.mark.parametrize("n", [1, 127, 128, 255, 300])
+def test_batches_of_any_size_are_written_and_deleted_whole(tmp_path, n):
+    """Rows go out in statements of 128, 64, ... 1 rows: no size may drop or repeat one."""
+    store, s = durable_state(tmp_path / "n.db")
+    s.on_client(C, p.Submit([p.TaskSpec(f"t{i:04d}", "m:f", b"\x01") for i in range(n)]), 0)
+    batch = prepare(s.journal, s.scheduled)
+    assert len(batch) == n
+    store.write(batch)
+    assert [tid for tid, _, _ in store.load()[0]] == [f"t{i:04d}" for i in range(n)]
+    gone = [f"t{i:04d}" for i in range(0, n, 2)]
+    s.journal = Journal(deleted=set(gone))
+    store.write(prepare(s.journal, s.scheduled))
+    assert [tid for tid, _, _ in store.load()[0]] == [f"t{i:04d}" for i in range(1, n, 2)]
+    store.close()
+
+
 def test_purged_tasks_are_deleted(tmp_path):
     store, s = durable_state(tmp_path / "b.db")
     s.result_ttl_s = 1.0
@@ -189,7 +205,7 @@ def test_the_committer_writes_on_its_thread_and_reports_failure(tmp_path):
         committer.wait()
         assert not committer.busy and [tid for tid, _, _ in store.load()[0]] == ["t1"]
         bad = prepare(Journal(), {})
-        bad.rows.append(("t2", "queued", None))  # rec is NOT NULL: the transaction fails
+        bad.rows.extend(("t2", "queued", None))  # rec is NOT NULL: the transaction fails
         committer.start(bad)
         with pytest.raises(StorageError, match="commit failed"):
             committer.wait()
