@@ -24,6 +24,7 @@ from .session import (
     HandleBase,
     Session,
     chain_value,
+    check_owner,
     collect,
     cron_entry,
     deadline_after,
@@ -305,6 +306,7 @@ class AsyncClient:
     async def gather(self, handles: Sequence[AsyncTaskHandle], timeout: float | None = None,
                      return_exceptions: bool = False) -> list[Any]:
         """As Client.gather()."""
+        check_owner(handles, self)
         await self._wait_done(handles, timeout)
         return collect(handles, return_exceptions)
 

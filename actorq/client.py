@@ -28,6 +28,7 @@ from .session import (
     HandleBase,
     Session,
     chain_value,
+    check_owner,
     collect,
     cron_entry,
     deadline_after,
@@ -313,6 +314,7 @@ class Client:
                return_exceptions: bool = False) -> list[Any]:
         """Wait for all handles; results in the same order. Raises the first failure
         unless `return_exceptions`, which puts exceptions in the list instead."""
+        check_owner(handles, self)
         self._wait_done(handles, deadline_after(timeout))
         return collect(handles, return_exceptions)
 

@@ -84,6 +84,15 @@ class HandleBase:
         return f"<{type(self).__name__} {self.id} {state}>"
 
 
+def check_owner(handles: Iterable[HandleBase], client: object) -> None:
+    """A handle learns its result through the client that made it: waiting on it
+    through another would only time out. Say so at once instead."""
+    for h in handles:
+        if getattr(h, "_client", client) is not client:
+            raise ValueError(f"the handle of task {h.id} belongs to another client; "
+                             f"use this client's handle({h.id!r}) to wait on it here")
+
+
 def collect(handles: Iterable[HandleBase], return_exceptions: bool) -> list[Any]:
     """Results of settled handles in order; the first failure raises unless collected."""
     out = []

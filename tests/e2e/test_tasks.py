@@ -113,6 +113,9 @@ def test_a_second_client_can_wait_on_a_task_by_id(node, client):
     assert other.handle(h.id).result(timeout=10) == 0.3
     with pytest.raises(TaskNotFound):
         other.handle("missing").result(timeout=10)
+    # Another client's handle cannot learn its result here: said at once, not a timeout
+    with pytest.raises(ValueError, match=f"belongs to another client.*handle\\('{h.id}'\\)"):
+        other.gather([h], timeout=30)
 
 
 def test_async_client_and_async_tasks_run_concurrently(node):
