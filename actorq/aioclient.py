@@ -327,6 +327,7 @@ class AsyncClient:
 
     async def flush(self, timeout: float | None = None) -> None:
         deadline = deadline_after(timeout)
+        self._session.want_acks()
         self._schedule_flush()
         while self._session.unacked:
             if remaining(deadline) == 0.0:

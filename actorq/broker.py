@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 
 STORAGE_UNUSABLE = 2  # exit code: corrupt, locked or too-new database; never replaced
 DRAIN_MAX = 2000  # frames read from one socket per turn, so one busy peer cannot starve the rest
+# How long an acknowledgement the client is not waiting on (Submit.ack_later) may be
+# held to ride with the tasks' outcomes. A no-op task's round trip is well under
+# this, so it takes one message to the client instead of two; on this 2-core machine
+# the separate Accepted cost 0.08 ms of round-trip p50 (0.44 -> 0.36 ms without it).
+ACK_DELAY_S = 0.002
 
 
 class BrokerSpec(msgspec.Struct, kw_only=True):
@@ -79,6 +84,8 @@ class Broker:
         self.again = False
         self.heap = actor.HeapTrimmer()
         self.committer = Committer(store) if store is not None else None
+        self.acks: dict[bytes, p.Accepted] = {}  # held acknowledgements (see ACK_DELAY_S)
+        self.acks_due = 0.0  # when the oldest of them must go
         self.held: list[Outbox] = []  # turns' outboxes whose changes are not yet committed
         self.in_flight: list[Outbox] = []  # those the commit now running covers
 
@@ -100,12 +107,15 @@ class Broker:
         actor.report_ready(self.endpoints())
         while not signals.stop:
             now = time.monotonic()
-            timeout_ms = 0 if self.again else max(0.0, state.next_deadline() - now) * 1000
+            deadline = min(state.next_deadline(), self.acks_due) if self.acks else state.next_deadline()
+            timeout_ms = 0 if self.again else max(0.0, deadline - now) * 1000
             self.again = False
             events = dict(poller.poll(self.heap.poll_timeout(timeout_ms)))
             if not events:
                 self.heap.idle()
             now = time.monotonic()
+            if self.acks and now >= self.acks_due:
+                self._release_acks(list(self.acks))
             if committer is not None and committer.fd in events and committer.finished():
                 self._flush_all(self.in_flight)
             if self.clients in events:
@@ -218,15 +228,35 @@ class Broker:
             self._dispatch(out)
         for peer, msg in out.to_workers:
             send(workers, peer, msg)
+        acks = self.acks
         for peer, ids in out.accepted.items():
-            if ids:
-                send(clients, peer, p.Accepted(ids, instance, out.aliases.get(peer, {})))
+            if not ids:
+                continue
+            held = acks.get(peer)
+            if held is None:
+                if not acks:
+                    self.acks_due = time.monotonic() + ACK_DELAY_S
+                acks[peer] = p.Accepted(ids, instance, out.aliases.get(peer, {}))
+            else:
+                held.ids.extend(ids)
+                if peer in out.aliases:
+                    held.aliases.update(out.aliases[peer])
+        if out.ack_now:
+            self._release_acks(out.ack_now)
         for peer, items in out.rejected.items():
             send(clients, peer, p.Rejected(items))
         for peer, outcomes in out.outcomes.items():
-            send(clients, peer, p.Outcomes(outcomes))
+            send(clients, peer, p.Outcomes(outcomes, acks.pop(peer, None)))
         for peer, msg in out.to_clients:
             send(clients, peer, msg)
+
+    def _release_acks(self, peers) -> None:
+        """Send the held acknowledgements of `peers` on their own."""
+        acks = self.acks
+        for peer in peers:
+            ack = acks.pop(peer, None)
+            if ack is not None:
+                self._send(self.clients, peer, ack)
 
     def _stop(self) -> None:
         """Answer everything pending: clients waiting on tasks this broker will forget hear so."""
@@ -251,6 +281,7 @@ class Broker:
                     state.outbox.outcomes.setdefault(peer, []).append(out)
                 lost += 1
         self._flush(state.take_outbox())
+        self._release_acks(list(self.acks))
         s = state.stats(time.monotonic())
         log.info("broker %s stopping: submitted=%d finished=%s queued=%d running=%d "
                  "bad_frames=%d stale_results=%d lost_on_stop=%d", state.instance,

@@ -373,6 +373,7 @@ class Client:
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the broker has acknowledged (or rejected) every submission."""
         deadline = deadline_after(timeout)
+        self._session.want_acks()
         self._wake()
         while self._session.unacked:
             left = remaining(deadline)

@@ -241,6 +241,11 @@ class Error(msgspec.Struct, **_msg):
 # client -> broker
 class Submit(msgspec.Struct, **_msg):
     tasks: list[TaskSpec]
+    # The client is not waiting on this acknowledgement: the broker may hold it for a
+    # moment (ACK_DELAY_S) and send it with the tasks' outcomes, one message instead
+    # of two. A client that needs it at once (flush(), a key or dependency) says
+    # False, or sends a Ping.
+    ack_later: bool = False
 
 
 class Watch(msgspec.Struct, **_msg):
@@ -289,7 +294,7 @@ class ListCrons(msgspec.Struct, **_msg):
 
 
 class Ping(msgspec.Struct, **_msg):
-    pass
+    """Answered with a Pong; also releases acknowledgements the broker holds for this client."""
 
 
 # broker -> client
@@ -306,6 +311,7 @@ class Rejected(msgspec.Struct, **_msg):
 
 class Outcomes(msgspec.Struct, **_msg):
     items: list[Outcome]
+    accepted: Accepted | None = None  # held acknowledgements, applied before the items
 
 
 class Infos(msgspec.Struct, **_msg):

@@ -138,6 +138,9 @@ class Session:
         self.durable = False  # the broker said its tasks survive its restart
         self.last_heard = time.monotonic()
         self.next_ping = 0.0
+        # A submission someone waits on the acknowledgement of is queued: the next
+        # Submit asks for its acks at once (see p.Submit.ack_later).
+        self.ack_wanted = False
         self.control.append(p.Hello(version=p.PROTOCOL_VERSION, role="client"))
 
     # ---- building submissions ------------------------------------------------------
@@ -249,7 +252,15 @@ class Session:
     def add(self, spec: p.TaskSpec, handle: HandleBase) -> None:
         self.handles[spec.id] = handle
         self.unacked[spec.id] = spec
+        if spec.opts is not None and needs_ack(spec):
+            self.ack_wanted = True  # set before the spec is in the outbox
         self.outbox.append(spec)
+
+    def want_acks(self) -> None:
+        """flush(): have the broker send what it acknowledged now, not with outcomes."""
+        self.ack_wanted = True
+        if self.unacked:
+            self.control.append(p.Ping())
 
     def request(self, make: Any) -> tuple[int, Request]:
         req = next(self._req)
@@ -270,11 +281,13 @@ class Session:
         out: list[bytes] = []
         outbox = self.outbox
         budget = self.max_payload_bytes
+        later = not self.ack_wanted
+        self.ack_wanted = False
         while outbox:
             n = min(len(outbox), SUBMIT_BATCH)
             batch = [outbox.popleft() for _ in range(n)]
             if sum(len(s.payload) + len(s.name) for s in batch) + n * SUBMIT_OVERHEAD_BYTES <= budget:
-                out.append(p.encode(p.Submit(batch)))
+                out.append(p.encode(p.Submit(batch, later)))
                 continue
             # Large payloads: split so every message stays under the broker's limit.
             outbox.extendleft(reversed(batch))
@@ -287,7 +300,7 @@ class Session:
                     break
                 batch.append(outbox.popleft())
                 size += cost
-            out.append(p.encode(p.Submit(batch)))
+            out.append(p.encode(p.Submit(batch, later)))
         control = self.control
         while control:  # popleft, not iteration: user threads may append meanwhile
             out.append(p.encode(control.popleft()))
@@ -304,7 +317,9 @@ class Session:
     def on_message(self, msg: object, now: float) -> None:
         self.last_heard = now
         match msg:
-            case p.Outcomes(items=items):
+            case p.Outcomes(items=items, accepted=accepted):
+                if accepted is not None:
+                    self._accepted(accepted)
                 handles = self.handles
                 for out in items:
                     h = handles.pop(out.id, None)
@@ -316,15 +331,8 @@ class Session:
                             for extra in self.also.pop(out.id, ()):
                                 extra._outcome = out
                                 self._done(extra)
-            case p.Accepted(ids=ids, instance=instance, aliases=aliases):
-                # Checked before the ids are applied: at an instance change, every handle
-                # no longer unacked was acknowledged by the old broker.
-                self._check_instance(instance)
-                pop = self.unacked.pop
-                for tid in ids:
-                    pop(tid, None)
-                for new, first in aliases.items():
-                    self._alias(new, first)
+            case p.Accepted() as accepted:
+                self._accepted(accepted)
             case p.Rejected(items=items):
                 for r in items:
                     self.unacked.pop(r.id, None)
@@ -353,6 +361,16 @@ class Session:
                     self.answered.append(slot)
                 elif code == "protocol_version":
                     self.fail_all(err)
+
+    def _accepted(self, msg: p.Accepted) -> None:
+        # Checked before the ids are applied: at an instance change, every handle
+        # no longer unacked was acknowledged by the old broker.
+        self._check_instance(msg.instance)
+        pop = self.unacked.pop
+        for tid in msg.ids:
+            pop(tid, None)
+        for new, first in msg.aliases.items():
+            self._alias(new, first)
 
     def _alias(self, new: str, first: str) -> None:
         """A submission with an idempotency key the broker already held: its handle

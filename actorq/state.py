@@ -161,6 +161,8 @@ class Outbox:
     aliases: dict[bytes, dict[str, str]] = field(default_factory=dict)
     to_clients: list[tuple[bytes, object]] = field(default_factory=list)
     to_workers: list[tuple[bytes, object]] = field(default_factory=list)
+    # Clients whose acknowledgements go out now, not held to ride with their outcomes.
+    ack_now: set[bytes] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.accepted or self.rejected or self.outcomes or self.dispatch
@@ -293,7 +295,9 @@ class BrokerState:
 
     def on_client(self, peer: bytes, msg: object, now: float) -> None:
         match msg:
-            case p.Submit(tasks=specs):
+            case p.Submit(tasks=specs, ack_later=later):
+                if not later:
+                    self.outbox.ack_now.add(peer)
                 self._submit(peer, specs, now)
             case p.Watch(ids=ids):
                 self._watch(peer, ids)
@@ -329,6 +333,7 @@ class BrokerState:
             case p.GetStats(req=req):
                 self.outbox.to_clients.append((peer, p.StatsReply(req=req, stats=self.stats(now))))
             case p.Ping():
+                self.outbox.ack_now.add(peer)
                 self.outbox.to_clients.append((peer, p.Pong(instance=self.instance)))
             case p.Hello() as hello:
                 if self._version_ok(peer, hello, False):
