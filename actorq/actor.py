@@ -153,7 +153,7 @@ def dealer(ctx: zmq.Context, endpoint: str, identity: bytes) -> zmq.Socket:
     sock.setsockopt(zmq.SNDHWM, SNDHWM)
     sock.setsockopt(zmq.RCVHWM, SNDHWM)
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, protocol.RECONNECT_MAX_MS)
     sock.connect(endpoint)
     return sock
 

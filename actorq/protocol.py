@@ -21,6 +21,10 @@ PROTOCOL_VERSION = 1
 # A frame bigger than the largest legal payload plus this much framing is refused
 # before decoding. The payload limit itself is configurable per broker.
 FRAME_OVERHEAD_BYTES = 64 * 1024
+# A peer that lost its connection tries again after 0.1 s, backing off to this: a
+# broker restarted from its database waits that long (plus a liveness period) for
+# workers to say what they still run.
+RECONNECT_MAX_MS = 1000
 
 
 class TaskState(enum.StrEnum):

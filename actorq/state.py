@@ -191,6 +191,8 @@ class BrokerState:
         self.max_payload_bytes = max_payload_bytes
         self.heartbeat_interval_s = heartbeat_interval_s
         self.liveness_s = heartbeat_interval_s * heartbeat_liveness
+        # How long recovered running tasks wait for their workers to claim them (recover)
+        self.claim_window_s = self.liveness_s + p.RECONNECT_MAX_MS / 1000
         self.result_ttl_s = result_ttl_s
         self.max_deliveries = max_deliveries
         self.kill_grace_s = kill_grace_s
@@ -1302,9 +1304,10 @@ class BrokerState:
             self.crons[entry.name] = msgspec.structs.replace(
                 base, last_fired=entry.last_fired, since=wall)
         if self.unclaimed:
-            # Workers that kept running say hello within a heartbeat or two of this
-            # broker starting; the rest of their tasks are theirs to claim until then.
-            self.unclaimed_until = now + self.liveness_s
+            # Workers that kept running say hello within a liveness period of reaching
+            # this broker, and reach it within their reconnect back-off of it binding
+            # (it binds before recovering); their tasks are theirs to claim until then.
+            self.unclaimed_until = now + self.claim_window_s
         log.info("recovered %d task(s): %d queued, %d scheduled, %d pending, %d running "
                  "(for their workers to claim), %d finished", len(rows), self.queued,
                  len(self.scheduled), len(self.waiting), len(self.unclaimed), len(finished))

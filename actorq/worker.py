@@ -88,6 +88,7 @@ class Worker:
         self.decoder = p.decoder(p.BrokerToWorker)
         self.max_result_bytes = DEFAULT_MAX_PAYLOAD_BYTES
         self.heartbeat_s = 1.0
+        self._beat: asyncio.Task | None = None  # the _heartbeat task, once running
         self.liveness = 3
         self.instance: str | None = None
         self.last_heard = time.monotonic()
@@ -184,7 +185,13 @@ class Worker:
                 first = self.instance is None
                 self.instance = w.instance
                 self.max_result_bytes = w.max_payload_bytes
-                self.heartbeat_s = w.heartbeat_interval_s
+                if w.heartbeat_interval_s != self.heartbeat_s:
+                    # The beat task sleeps the old interval first: a broker restarted
+                    # in that sleep would wait that long to hear from us again.
+                    self.heartbeat_s = w.heartbeat_interval_s
+                    if self._beat is not None:
+                        self._beat.cancel()
+                        self._beat = self._loop.create_task(self._heartbeat())
                 self.durable = w.durable
                 if first:
                     log.info("worker %s ready: pool %s, queues %s, %d slot(s), %d task(s)",
@@ -478,9 +485,9 @@ class Worker:
                              daemon=True).start()
         loop.add_reader(self.sock.getsockopt(zmq.FD), self._on_readable)
         self._hello()
-        beat = loop.create_task(self._heartbeat())
+        self._beat = loop.create_task(self._heartbeat())
         await self.done.wait()
-        beat.cancel()
+        self._beat.cancel()
         with self._sync_ready:
             self._runners_stop = True
             self._sync_ready.notify_all()

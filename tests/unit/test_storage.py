@@ -53,7 +53,10 @@ def test_every_state_comes_back_as_it_was(tmp_path):
     assert r.tasks["t4"].state == "pending" and r.waiting == {"t4": 1}
     assert r.tasks["t5"].state == "cancelled"
     assert r.tasks["t1"].payload == b"\x01"
-    r.tick(10.0 + r.liveness_s)  # nobody claimed it: it runs again, its attempt counted
+    r.tick(10.0 + r.claim_window_s - 0.01)
+    assert r.tasks["t1"].state == "running"  # its worker may be reconnecting still
+    # nobody claimed it: at the next heartbeat it runs again, its attempt counted
+    r.tick(10.0 + r.claim_window_s + r.heartbeat_interval_s)
     assert r.tasks["t1"].state == "queued" and r.tasks["t1"].attempts == 1 and r.queued == 2
     store.close()
 
@@ -88,7 +91,7 @@ def test_a_worker_that_kept_running_claims_its_tasks_after_a_restart(tmp_path):
         assert r.tasks[tid].state == "running" and r.tasks[tid].worker == W
         assert r.tasks[tid].attempts == 1
     assert r.unclaimed == {} and r.queued == 1  # only t3 waits
-    later = 10.0 + r.liveness_s + 0.5
+    later = 10.0 + r.claim_window_s + 0.5
     r.on_worker(W, p.Heartbeat(), later)
     r.tick(later)
     assert r.tasks["t1"].state == "running"  # claimed: not queued again
@@ -105,7 +108,7 @@ def test_a_result_sent_before_the_worker_registers_again_still_counts(tmp_path):
     r.on_worker(W, p.Report([p.Result("t1", leases["t1"], True, b"\xc0", None, None, 0.0)]),
                 10.0)
     assert r.tasks["t1"].state == "succeeded" and r.tasks["t1"].value == b"\xc0"
-    r.tick(10.0 + r.liveness_s)
+    r.tick(10.0 + r.claim_window_s)
     assert r.tasks["t1"].state == "succeeded" and r.queued == 2  # t2 and t3
     store.close()
 
