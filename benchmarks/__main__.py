@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import platform
 import sys
+import textwrap
 import traceback
 from pathlib import Path
 
@@ -63,16 +64,20 @@ def chart(figures: list[Figure], path: Path) -> bool:
     rates = [f for f in figures if f.unit == "tasks/s"]
     if not rates:
         return False
-    fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(rates)))
-    labels = [f"{f.workload}: {f.metric}" for f in rates]
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.5 * len(rates)))
+    # Metric names are sentences: wrapped, they leave the bars most of the width.
+    labels = [textwrap.fill(f"{f.workload}: {f.metric}", 44) for f in rates]
     colors = ["#999999" if f.workload.startswith("peer:") else "#3b7dd8" for f in rates]
-    ax.barh(labels, [f.value for f in rates], color=colors)
+    bars = ax.barh(labels, [f.value for f in rates], color=colors)
+    ax.bar_label(bars, labels=[f"{f.value:,.0f}" for f in rates], padding=3, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")  # peers are 40x+ slower: on a linear axis they would not show
+    ax.set_xlim(right=max(f.value for f in rates) * 4)  # room for the value labels
+    ax.tick_params(axis="y", labelsize=8)
     ax.set_xlabel("tasks/s (log scale; grey: peers on Redis)")
     ax.set_title("actorq throughput")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
 
