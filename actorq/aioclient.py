@@ -42,7 +42,10 @@ class AsyncTaskHandle(HandleBase):
     __slots__ = ("_client",)
 
     def __init__(self, task_id: str, client: AsyncClient) -> None:
-        super().__init__(task_id)
+        self.id = task_id  # HandleBase's fields, without the call: see TaskHandle
+        self._outcome = None
+        self._error = None
+        self._future = None
         self._client = client
 
     async def result(self, timeout: float | None = None) -> Any:
@@ -255,11 +258,8 @@ class AsyncClient:
     async def submit_many(self, items: Iterable[tuple], **options: Any) -> list[AsyncTaskHandle]:
         """As Client.submit_many()."""
         specs = self._session.build_many(items, options)
-        handles = []
-        for spec in specs:
-            h = AsyncTaskHandle(spec.id, self)
-            self._session.add(spec, h)
-            handles.append(h)
+        handles = [AsyncTaskHandle(spec.id, self) for spec in specs]
+        self._session.add_many(specs, handles)
         self._schedule_flush()
         return handles
 

@@ -256,6 +256,17 @@ class Session:
             self.ack_wanted = True  # set before the spec is in the outbox
         self.outbox.append(spec)
 
+    def add_many(self, specs: list[p.TaskSpec], handles: list[HandleBase]) -> None:
+        """add() for a batch, in the same order: handles and unacked before the outbox,
+        so the I/O thread never sends a spec it could not match an answer to. Each
+        step is one C-level call, never interrupted by the I/O thread."""
+        ids = [spec.id for spec in specs]
+        self.handles.update(zip(ids, handles))
+        self.unacked.update(zip(ids, specs))
+        if any(spec.opts is not None and needs_ack(spec) for spec in specs):
+            self.ack_wanted = True
+        self.outbox.extend(specs)
+
     def want_acks(self) -> None:
         """flush(): have the broker send what it acknowledged now, not with outcomes."""
         self.ack_wanted = True

@@ -1045,43 +1045,52 @@ class BrokerState:
         journal = self.journal
         if self.held:
             self._release_held(now)
+        piped = self.piped
+        new_leases = self._new_leases
+        Lease = p.Lease
+        token = self._next_token
         for ident in list(ready):
             w = workers[ident]
             leases = None
+            leased = w.leased
             while w.credit > 0:
-                task = self._pop_for(w)
-                if task is None:
+                batch = self._pop_for(w, w.credit)
+                if not batch:
                     break
-                if limits and task.name in limits:
-                    lim = limits[task.name]
-                    if not lim.allows(now):
-                        self._hold(task)
-                        continue
-                    lim.take(now)
-                self._next_token += 1
-                token = self._next_token
-                if journal is not None:
-                    self._new_leases.append(task)  # journaled late: see journal_leases
-                task.state = RUNNING
-                run = task.run
-                if run is None:
-                    task.run = run = Attempt(token, ident, wall, 1)
-                else:
-                    run.token, run.worker, run.started_at = token, ident, wall
-                    run.attempts += 1
-                w.leased[task.id] = task
-                w.credit -= 1
-                if leases is None:
-                    leases = out.get(ident)
+                taken = 0
+                for task in batch:
+                    if limits and task.name in limits:
+                        lim = limits[task.name]
+                        if not lim.allows(now):
+                            self._hold(task)
+                            continue
+                        lim.take(now)
+                    token += 1
+                    if journal is not None:
+                        new_leases.append(task)  # journaled late: see journal_leases
+                    task.state = RUNNING
+                    run = task.run
+                    if run is None:
+                        task.run = run = Attempt(token, ident, wall, 1)
+                    else:
+                        run.token, run.worker, run.started_at = token, ident, wall
+                        run.attempts += 1
+                    tid = task.id
+                    leased[tid] = task
+                    taken += 1
                     if leases is None:
-                        leases = out[ident] = []
-                opts = task.opts
-                if opts is None:
-                    leases.append(p.Lease(task.id, task.name, task.payload, token, run.attempts))
-                else:
-                    leases.append(p.Lease(task.id, task.name, task.payload, token, run.attempts,
-                                          opts.timeout or None, opts.retry_on,
-                                          self.piped.get(task.id) if opts.pipe else None))
+                        leases = out.get(ident)
+                        if leases is None:
+                            leases = out[ident] = []
+                    opts = task.opts
+                    if opts is None:
+                        leases.append(Lease(tid, task.name, task.payload, token, run.attempts))
+                    else:
+                        leases.append(Lease(tid, task.name, task.payload, token, run.attempts,
+                                            opts.timeout or None, opts.retry_on,
+                                            piped.get(tid) if opts.pipe else None))
+                w.credit -= taken
+                self._next_token = token
             del ready[ident]
             if w.credit > 0:
                 ready[ident] = None  # to the back of the round
@@ -1111,28 +1120,34 @@ class BrokerState:
             if not held:
                 del self.held[name]
 
-    def _pop_for(self, w: Worker) -> Task | None:
+    def _pop_for(self, w: Worker, n: int) -> list[Task]:
+        """Up to `n` tasks for `w`: from its one queue, or the best head among its
+        queues (a task at a time, so priorities across queues are honoured)."""
         queues = self.queues
         if len(w.queues) == 1:
             q = queues.get(w.queues[0])
             if q is None:
-                return None
-            task = q.pop()
-        else:
-            best = None
-            best_prio = -1
-            for name in w.queues:
-                q = queues.get(name)
-                if q is None:
-                    continue
-                prio = q.peek_priority()
-                if prio is not None and prio > best_prio:
-                    best, best_prio = q, prio
-            task = best.pop() if best is not None else None
-        if task is not None:
-            self.depth[task.queue] -= 1
-            self.queued -= 1
-        return task
+                return []
+            tasks = q.pop_many(n)
+            if tasks:
+                self.depth[tasks[0].queue] -= len(tasks)
+                self.queued -= len(tasks)
+            return tasks
+        best = None
+        best_prio = -1
+        for name in w.queues:
+            q = queues.get(name)
+            if q is None:
+                continue
+            prio = q.peek_priority()
+            if prio is not None and prio > best_prio:
+                best, best_prio = q, prio
+        task = best.pop() if best is not None else None
+        if task is None:
+            return []
+        self.depth[task.queue] -= 1
+        self.queued -= 1
+        return [task]
 
     def tick(self, now: float) -> None:
         """Deadlines, heartbeats, liveness and purging: cheap enough for every loop turn."""

@@ -58,3 +58,21 @@ def test_levels_are_released_when_empty():
     assert [q.pop().priority for _ in range(256)] == list(range(255, -1, -1))
     assert q.pop() is None  # empty levels are released lazily, on the next look
     assert q.entries() == 0 and q._order == [] and q._levels == {}
+
+
+def test_pop_many_takes_what_pop_would_in_the_same_order_skipping_dead_entries():
+    def filled() -> TaskQueue[Item]:
+        q = make()
+        for name, prio, live in [("a", 1, True), ("b", 1, False), ("c", 5, True),
+                                 ("d", 1, True), ("e", 5, False), ("f", 0, True)]:
+            q.push(Item(name, prio, live))
+        return q
+
+    one_by_one = filled()
+    expected = [one_by_one.pop().name for _ in range(4)]
+    assert expected == ["c", "a", "d", "f"]
+    q = filled()
+    assert [i.name for i in q.pop_many(3)] == ["c", "a", "d"]  # across levels, dead skipped
+    assert [i.name for i in q.pop_many(10)] == ["f"]  # fewer than asked: all there is
+    assert q.pop_many(10) == [] and q.pop() is None
+    assert filled().pop_many(0) == []
