@@ -331,17 +331,22 @@ class Session:
             case p.Outcomes(items=items, accepted=accepted):
                 if accepted is not None:
                     self._accepted(accepted)
-                handles = self.handles
+                # One per finished task: the methods are looked up once a message.
+                take_handle = self.handles.pop
+                unacked_pop = self.unacked.pop
+                settled = self.completed.append
+                also = self.also
                 for out in items:
-                    h = handles.pop(out.id, None)
+                    tid = out.id
+                    h = take_handle(tid, None)
                     if h is not None:
                         h._outcome = out
-                        self.unacked.pop(out.id, None)
-                        self._done(h)
-                        if self.also:
-                            for extra in self.also.pop(out.id, ()):
+                        unacked_pop(tid, None)
+                        settled(h)
+                        if also:
+                            for extra in also.pop(tid, ()):
                                 extra._outcome = out
-                                self._done(extra)
+                                settled(extra)
             case p.Accepted() as accepted:
                 self._accepted(accepted)
             case p.Rejected(items=items):
