@@ -257,7 +257,7 @@ class Client:
         handle = TaskHandle(spec.id, self)
         self._session.add(spec, handle)
         self._wake()
-        if needs_ack(spec):
+        if spec.opts is not None and needs_ack(spec):
             self._wait_acked(handle, spec.id)
         return handle
 
