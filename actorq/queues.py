@@ -39,6 +39,11 @@ class TaskQueue(Generic[T]):
             bisect.insort(self._order, -priority)
         return level
 
+    def lane(self, priority: int) -> deque[T]:
+        """The deque that push() appends items of `priority` to: a batch of the same
+        priority goes there without a call per item."""
+        return self._level(priority)
+
     def push(self, item: T) -> None:
         """Add behind everything of the same priority."""
         self._level(item.priority).append(item)

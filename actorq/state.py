@@ -359,6 +359,9 @@ class BrokerState:
         if len(strings) > MAX_INTERNED:
             strings.clear()  # a flood of distinct names must not grow this forever
         added = 0
+        lane_queue: str | None = None  # the queue and priority the last task went to
+        lane_priority = lane_added = 0
+        lane: deque[Task] = deque()
         for spec in specs:
             tid = spec.id
             existing = tasks.get(tid)
@@ -386,10 +389,18 @@ class BrokerState:
             tasks[tid] = task
             if journal is not None:
                 journal.changed[tid] = task
-            (queues.get(queue) or self._new_queue(queue)).push(task)
-            depth[queue] += 1
+            # A batch is usually one queue and one priority: find its lane once.
+            if queue is not lane_queue or priority != lane_priority:
+                if lane_queue is not None:
+                    depth[lane_queue] += lane_added
+                lane_queue, lane_priority, lane_added = queue, priority, 0
+                lane = (queues.get(queue) or self._new_queue(queue)).lane(priority)
+            lane.append(task)
+            lane_added += 1
             accepted.append(tid)
             added += 1
+        if lane_queue is not None:
+            depth[lane_queue] += lane_added
         self.queued += added
         self.submitted_total += added
 
@@ -823,6 +834,11 @@ class BrokerState:
         # The reporting worker's own leases first: a small dict that stays in cache,
         # where the table of every task kept costs cache misses at a million entries.
         own = worker.leased.get if worker is not None else tasks.get
+        shortest = buckets[0]
+        in_shortest = 0
+        last_client = None
+        last_list: list[p.Outcome] = []
+        Outcome = p.Outcome
         for r in results:
             task = own(r.id) or tasks.get(r.id)
             # Lease tokens, not timestamps or worker ids, decide whether a result is
@@ -843,8 +859,12 @@ class BrokerState:
             elif state is not RUNNING:
                 self.stale_results_total += 1  # e.g. cancelled while it ran
                 continue
-            counts[bisect.bisect_left(buckets, r.duration_s)] += 1
-            duration_sum += r.duration_s
+            duration = r.duration_s
+            if duration <= shortest:  # most tasks of a busy queue: no search
+                in_shortest += 1
+            else:
+                counts[bisect.bisect_left(buckets, duration)] += 1
+            duration_sum += duration
             if not r.ok:
                 self._attempt_failed(task, r.error, r.traceback, r.retry, now)
                 continue
@@ -861,16 +881,25 @@ class BrokerState:
             finished.append((expires, task.id))
             watchers = task.watchers
             if watchers:
-                outcome = p.Outcome(task.id, SUCCEEDED, r.value)
-                for client in ((watchers,) if watchers.__class__ is bytes else watchers):
-                    lst = outcomes.get(client)
-                    if lst is None:
-                        outcomes[client] = [outcome]
-                    else:
-                        lst.append(outcome)
+                outcome = Outcome(task.id, SUCCEEDED, r.value)
+                if watchers.__class__ is bytes:  # one client, usually the last one's
+                    if watchers != last_client:
+                        last_client = watchers
+                        last_list = outcomes.get(watchers)
+                        if last_list is None:
+                            last_list = outcomes[watchers] = []
+                    last_list.append(outcome)
+                else:
+                    for client in watchers:
+                        lst = outcomes.get(client)
+                        if lst is None:
+                            outcomes[client] = [outcome]
+                        else:
+                            lst.append(outcome)
                 task.watchers = None
             if self.dependents:
                 self._settle_dependents(task, now)
+        counts[0] += in_shortest
         if succeeded:
             self.finished_total[SUCCEEDED] = self.finished_total.get(SUCCEEDED, 0) + succeeded
         self.duration_sum_s += duration_sum
