@@ -211,7 +211,22 @@ class Session:
         fail, so a bad item raises before anything is queued. Errors name the item."""
         prepared = []
         resolved: dict[Any, tuple] = {}  # options once per distinct name
+        encode = encode_args
+        limit = self.max_payload_bytes
         for i, item in enumerate(items):
+            # The usual item, (name string, args tuple or list), checked inline: this
+            # loop runs before anything is sent, so its cost is never overlapped.
+            if item.__class__ is tuple and len(item) == 2:
+                fn, args = item
+                if (fn.__class__ is str and (args.__class__ is tuple or args.__class__ is list)
+                        and fn in resolved):
+                    try:
+                        payload = encode(args, None)
+                    except TypeError as exc:
+                        raise TypeError(f"item {i}: {exc}") from None
+                    if len(payload) <= limit:
+                        prepared.append((resolved[fn], payload))
+                        continue
             try:
                 if not isinstance(item, tuple) or not 1 <= len(item) <= 3:
                     raise TypeError(f"expected (name, args) or (name, args, kwargs), "

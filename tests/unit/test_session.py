@@ -58,6 +58,31 @@ def test_payload_over_the_brokers_limit_is_refused_locally():
     assert err.value.code == "too_large"
 
 
+@pytest.mark.parametrize("bad, error, code", [
+    (("m:f", (object(),)), TypeError, None),
+    (("m:f", ("x" * 200,)), SubmitRejected, "too_large"),
+    (("m:f", "not a tuple"), TypeError, None),
+    (["m:f", ()], TypeError, None),
+    (("nocolon", ()), SubmitRejected, "bad_option"),
+])
+def test_a_bad_item_of_a_batch_raises_naming_it_and_nothing_is_queued(bad, error, code):
+    s = welcomed(max_payload=100)
+    items = [("m:f", (1,)), ("m:f", [2], {"k": 3}), ("m:f", (4,)), bad, ("m:f", (5,))]
+    with pytest.raises(error, match="item 3") as err:
+        s.build_many(items, {})
+    assert code is None or err.value.code == code
+    assert not s.outbox and not s.unacked
+
+
+def test_batch_items_encode_as_single_submissions_do():
+    s = welcomed()
+    items = [("m:f", (1, "a")), ("m:f", [2]), ("m:f", (3,), {"k": 4}), ("m:f",)]
+    batch = [spec.payload for spec in s.build_many(items, {})]
+    one_by_one = [s.build(*item[:1], item[1] if len(item) > 1 else (),
+                          item[2] if len(item) > 2 else None, {}).payload for item in items]
+    assert batch == one_by_one
+
+
 def test_submissions_are_batched_by_count_and_by_bytes_and_go_before_requests():
     s = welcomed(max_payload=1024 * 1024)
     for _ in range(SUBMIT_BATCH + 5):
