@@ -248,6 +248,11 @@ class Broker:
         for peer, outcomes in out.outcomes.items():
             send(clients, peer, p.Outcomes(outcomes, acks.pop(peer, None)))
         for peer, msg in out.to_clients:
+            if acks and peer in acks:
+                # A reply must not overtake the acknowledgement of a submission made
+                # before the request: a client that saw its task `running` in a
+                # status reply and then lost the broker would otherwise resubmit it.
+                self._release_acks((peer,))
             send(clients, peer, msg)
 
     def _release_acks(self, peers) -> None:

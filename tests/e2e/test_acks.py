@@ -65,3 +65,22 @@ def test_acks_come_at_once_when_asked_and_never_get_lost_when_held(node):
         assert sorted(acked) == ids and sorted(done) == ids
     finally:
         s.close()
+
+
+def test_a_reply_never_overtakes_the_held_ack_of_an_earlier_submission(node):
+    # A client that saw its task in a status reply knows the broker holds it; were
+    # the ack still held, a broker restart then would make it resubmit the task.
+    n = node(workers=1)
+    s = _connect(n.broker)
+    try:
+        for i in range(5):
+            tid = f"asked-{i}"
+            s.send(p.encode(p.Submit([_spec(tid, "tests.apps.faulty:sleep", 0.3)],
+                                     ack_later=True)))
+            s.send(p.encode(p.Query(req=i + 1, ids=[tid])))
+            first, second = _reply(s), _reply(s)
+            assert isinstance(first, p.Accepted) and first.ids == [tid]
+            assert isinstance(second, p.Infos) and second.items[0].id == tid
+        assert sorted(_acks_and_outcomes(s, 5)[1]) == [f"asked-{i}" for i in range(5)]
+    finally:
+        s.close()
