@@ -39,14 +39,7 @@ DRAIN_MAX = 5000  # inbound frames handled per wake-up before yielding to the lo
 class AsyncTaskHandle(HandleBase):
     """A submitted task, as AsyncClient returns it."""
 
-    __slots__ = ("_client",)
-
-    def __init__(self, task_id: str, client: AsyncClient) -> None:
-        self.id = task_id  # HandleBase's fields, without the call: see TaskHandle
-        self._outcome = None
-        self._error = None
-        self._future = None
-        self._client = client
+    __slots__ = ()  # HandleBase's fields and __init__(task_id, client)
 
     async def result(self, timeout: float | None = None) -> Any:
         """As TaskHandle.result(), awaited."""

@@ -82,16 +82,7 @@ class GroupHandle:
 class TaskHandle(HandleBase):
     """A submitted task, as the synchronous Client returns it."""
 
-    __slots__ = ("_client",)
-
-    def __init__(self, task_id: str, client: Client) -> None:
-        # HandleBase's fields set here rather than through super().__init__: one
-        # handle per task, and the extra call was a tenth of submit_many's time.
-        self.id = task_id
-        self._outcome = None
-        self._error = None
-        self._future = None
-        self._client = client
+    __slots__ = ()  # HandleBase's fields and __init__(task_id, client)
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the task to end and return its result.

@@ -48,10 +48,13 @@ SILENCE_LIMIT_S = 30.0  # a broker silent this long fails every wait with Broker
 class HandleBase:
     """What every task handle holds: the id and, once known, how the task ended."""
 
-    __slots__ = ("id", "_outcome", "_error", "_future")
+    __slots__ = ("id", "_outcome", "_error", "_future", "_client")
 
-    def __init__(self, task_id: str) -> None:
+    # The subclasses use this __init__ as their own (one handle per task: a
+    # super().__init__ call in each was a tenth of submit_many's time).
+    def __init__(self, task_id: str, client: Any = None) -> None:
         self.id = task_id
+        self._client = client  # the Client / AsyncClient that learns its outcome
         self._outcome: p.Outcome | None = None
         self._error: Exception | None = None  # a failure of the submission itself
         self._future: Any = None  # AsyncClient's waiter, made on first await
@@ -88,7 +91,7 @@ def check_owner(handles: Iterable[HandleBase], client: object) -> None:
     """A handle learns its result through the client that made it: waiting on it
     through another would only time out. Say so at once instead."""
     for h in handles:
-        if getattr(h, "_client", client) is not client:
+        if h._client is not None and h._client is not client:
             raise ValueError(f"the handle of task {h.id} belongs to another client; "
                              f"use this client's handle({h.id!r}) to wait on it here")
 
