@@ -3,10 +3,13 @@
 - asyncio on uvloop. The DEALER socket's FD is watched with add_reader; ZeroMQ's FD
   is edge-triggered, so every wake-up drains the socket and every send re-checks
   it (a send can consume the edge that announced an incoming message).
-- `async def` tasks run on the loop, up to `concurrency` at once; plain functions
-  run on `concurrency` runner threads, so a long plain function never stops the
-  heartbeat. Runner threads take leases straight from a shared deque (an atomic
-  popleft) and are woken once per batch, not handed one task at a time.
+- `async def` tasks run on the loop, up to `concurrency` at once. Plain functions
+  run on `concurrency` runner threads; runner threads take leases straight from a
+  shared deque (an atomic popleft) and are woken once per batch, not handed one
+  task at a time. A worker with one slot runs a plain function on the loop thread
+  itself when nothing else is running (no hand-off to a thread and back, about
+  0.1 ms a task here), and a stand-in thread (standin.py) keeps up the heartbeat,
+  timeouts, cancellation and progress if the call runs long.
 - Completions are batched: whatever finished while the loop was busy goes out in
   one Report. Each result returns one unit of credit to the broker.
 - SIGTERM drains: leases not yet started are handed back, running ones finish,
@@ -35,11 +38,17 @@ from . import actor
 from . import protocol as p
 from .config import DEFAULT_MAX_PAYLOAD_BYTES, PoolConfig
 from .context import current as current_task
+from .standin import TAKEOVER_S, StandIn
 from .tasks import TaskDef, decode_args, decode_result, encode_result, registered
 
 log = logging.getLogger(__name__)
 
 DRAIN_MAX = 1000  # frames per wake-up before yielding to the loop
+# Plain functions run on the loop thread back to back for at most this long, and
+# at most a quarter of the worker's credit, before the loop sends their results and
+# reads the socket again: results held longer hold back the credit that brings
+# the next leases, and the worker would sit idle for a round trip.
+INLINE_BATCH_S = 0.001
 
 
 class WorkerSpec(msgspec.Struct, kw_only=True):
@@ -82,6 +91,7 @@ class Worker:
         self.pool = spec.pool
         self.allowed = allowed
         self.credit_max = self.pool.credit
+        self.inline_batch = max(1, self.credit_max // 4)
         self.slots = self.pool.concurrency
         self.ctx = zmq.Context()
         self.sock = actor.dealer(self.ctx, spec.broker, spec.worker_id.encode())
@@ -114,6 +124,9 @@ class Worker:
         self._loop_scheduled = False
         self._sync: deque[tuple[p.Lease, TaskDef]] = deque()  # plain-function leases to run
         self._sync_ready = threading.Condition()
+        self._handed = 0  # plain-function leases given to runner threads, not yet back
+        self._standin = StandIn(self)
+        self._covered: list[p.Result] = []  # results the stand-in reports
         self._runners_stop = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -133,19 +146,25 @@ class Worker:
 
     def _send(self, msg: object) -> None:
         actor.send_to_broker(self.sock, msg)
-        self._recheck()
+        if not self._standin.taken:  # the stand-in polls the socket itself
+            self._recheck()
 
     def _recheck(self) -> None:
         if self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             self._loop.call_soon(self._on_readable)
 
     def _on_readable(self) -> None:
+        if not self._read_messages():
+            self._loop.call_soon(self._on_readable)
+
+    def _read_messages(self) -> bool:
+        """Handle up to DRAIN_MAX waiting messages; True if the socket is now empty."""
         sock = self.sock
         for _ in range(DRAIN_MAX):
             try:
                 data = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return True
             self.last_heard = time.monotonic()
             try:
                 msg = self.decoder.decode(data)
@@ -153,7 +172,7 @@ class Worker:
                 log.error("undecodable message from the broker: %s", exc)
                 continue
             self._handle(msg)
-        self._loop.call_soon(self._on_readable)
+        return False
 
     def _hello(self) -> None:
         self._send(p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool=self.pool.name,
@@ -186,12 +205,9 @@ class Worker:
                 self.instance = w.instance
                 self.max_result_bytes = w.max_payload_bytes
                 if w.heartbeat_interval_s != self.heartbeat_s:
-                    # The beat task sleeps the old interval first: a broker restarted
-                    # in that sleep would wait that long to hear from us again.
                     self.heartbeat_s = w.heartbeat_interval_s
-                    if self._beat is not None:
-                        self._beat.cancel()
-                        self._beat = self._loop.create_task(self._heartbeat())
+                    # Thread-safe: the stand-in may be the one handling this.
+                    self._loop.call_soon_threadsafe(self._restart_heartbeat)
                 self.durable = w.durable
                 if first:
                     log.info("worker %s ready: pool %s, queues %s, %d slot(s), %d task(s)",
@@ -204,17 +220,18 @@ class Worker:
                 log.error("broker says %s: %s", code, message)
                 if code == "protocol_version":
                     self.stopping = True
-                    self.done.set()
+                    self._loop.call_soon_threadsafe(self.done.set)
 
     # ---- running tasks ---------------------------------------------------------------
 
     def _start_ready(self) -> None:
         """Move buffered leases to where they run: runner threads or the loop."""
-        if self.stopping:
-            return
+        if self.stopping or self._standin.taken:
+            return  # (the loop thread resumes here when it has the socket back)
         buffer = self.buffer
         allowed = self.allowed
         handed_to_runners = False
+        ran_inline = False
         while buffer:
             lease = buffer[0]
             tdef = allowed.get(lease.name)
@@ -233,9 +250,19 @@ class Worker:
                 self._async_running[lease.token] = t
                 self._tasks.add(t)
                 t.add_done_callback(self._tasks.discard)
+            elif self.slots == 1 and not self._handed and not self.running_async and (
+                    lease.timeout is None or lease.timeout >= TAKEOVER_S):
+                if ran_inline:  # one batch per turn: send its results, read, then go on
+                    self._loop.call_soon(self._start_ready)
+                    break
+                ran_inline = True
+                self._run_inline()
+                if self.stopping:
+                    break
             else:
                 buffer.popleft()
                 self._sync.append((lease, tdef))
+                self._handed += 1
                 handed_to_runners = True
         if handed_to_runners:
             with self._sync_ready:
@@ -310,7 +337,59 @@ class Worker:
                 results.append(done.popleft())
             except IndexError:
                 break
+        self._handed -= len(results)
         self._finished(results)
+
+    def _run_inline(self) -> None:
+        """Plain functions from the head of the buffer, on the loop thread, back to
+        back (at most INLINE_BATCH_S and `inline_batch` of them); the stand-in covers
+        for the loop while each runs. Stops at the first lease that must run
+        elsewhere. The loop locals matter: this is the whole per-task cost."""
+        buffer = self.buffer  # filtered in place by a Stop, never replaced
+        allowed = self.allowed
+        begin, end = self._standin.begin, self._standin.end
+        abandoned = self._abandoned
+        report = self._report_progress
+        encode = self._encode_value
+        set_current, reset_current = current_task.set, current_task.reset
+        clock = time.perf_counter
+        out = self._loop_results  # swapped only by _collect_loop, a later callback
+        ran = 0
+        until = clock() + INLINE_BATCH_S
+        # A function may start an event loop of its own (asyncio.run), as it could on
+        # a runner thread; ours is not running while it does.
+        asyncio._set_running_loop(None)
+        try:
+            while buffer and ran < self.inline_batch:
+                lease = buffer[0]
+                tdef = allowed.get(lease.name)
+                if tdef is None or tdef.is_async or (lease.timeout is not None
+                                                     and lease.timeout < TAKEOVER_S):
+                    break
+                buffer.popleft()
+                ran += 1
+                t0 = clock()
+                token = lease.token
+                begin(lease, t0)
+                ctx = set_current((lease.id, token, report))
+                try:
+                    args, kwargs = decode_args(lease.payload)
+                    if lease.prev is not None:  # a chain step: the previous result first
+                        args = [decode_result(lease.prev), *args]
+                    result = encode(lease, tdef.fn(*args, **kwargs), t0)
+                except (Exception, SystemExit) as exc:  # a task's sys.exit() must not end the worker
+                    result = _failure(lease, exc, t0)
+                reset_current(ctx)
+                end()
+                if not abandoned or token not in abandoned:  # else already reported
+                    out.append(result)
+                if clock() > until:
+                    break
+        finally:
+            asyncio._set_running_loop(self._loop)
+        if ran and not self._loop_scheduled:
+            self._loop_scheduled = True
+            self._loop.call_soon(self._collect_loop)
 
     async def _run_async(self, lease: p.Lease, tdef: TaskDef) -> None:
         t0 = time.perf_counter()
@@ -352,10 +431,19 @@ class Worker:
         started = self._started.pop(token, None)
         if started is None or lease not in self._running or token in self._abandoned:
             return
+        self._overran(lease, time.monotonic() - started)
+
+    def _inline_overran(self, lease: p.Lease, started: float) -> None:
+        """From the stand-in: the function on the loop thread (started at `started` on
+        the perf_counter clock) passed its timeout."""
+        if lease.token not in self._abandoned:
+            self._overran(lease, time.perf_counter() - started)
+
+    def _overran(self, lease: p.Lease, ran_s: float) -> None:
+        token = lease.token
         message = f"task exceeded its timeout of {lease.timeout:g} s"
         result = p.Result(lease.id, token, False, None, f"TaskTimeout: {message}", None,
-                          time.monotonic() - started,
-                          _retryable(TaskTimeout(message), lease.retry_on))
+                          ran_s, _retryable(TaskTimeout(message), lease.retry_on))
         self._give_up_on(lease, result, f"task {lease.id} overran its {lease.timeout:g} s "
                          "timeout")
 
@@ -372,7 +460,9 @@ class Worker:
     def _stop_tasks(self, ids: set[str]) -> None:
         """The broker cancelled these: cancel async ones in place, skip unstarted ones,
         and for a plain function already running, ask to be killed."""
-        kept = deque()
+        # Filtered in place: the loop thread may be iterating this very deque in
+        # _start_ready while the stand-in handles the Stop.
+        kept = []
         for lease in self.buffer:
             if lease.id in ids:
                 self._complete(p.Result(lease.id, lease.token, False, None,
@@ -380,11 +470,15 @@ class Worker:
                                         False))
             else:
                 kept.append(lease)
-        self.buffer = kept
+        if len(kept) != len(self.buffer):
+            self.buffer.clear()
+            self.buffer.extend(kept)
         for token, t in list(self._async_running.items()):
             if t.get_name() in ids:
                 t.cancel()
-        for lease in list(self._running):
+        current = self._standin.current
+        inline = [current[0]] if current is not None else []
+        for lease in [*self._running, *inline]:
             if lease is not None and lease.id in ids and lease.token not in self._abandoned:
                 self._give_up_on(lease, p.Result(lease.id, lease.token, False, None,
                                                  "Cancelled: cancelled while running", None,
@@ -399,7 +493,10 @@ class Worker:
         self._progress.append(p.Progress(task_id, token, fraction, info))
         if not self._progress_scheduled:
             self._progress_scheduled = True
-            self._loop.call_soon_threadsafe(self._flush_progress)
+            if self._standin.taken:
+                self._standin.poke()  # the loop thread is the one running the task
+            else:
+                self._loop.call_soon_threadsafe(self._flush_progress)
 
     def _flush_progress(self) -> None:
         self._progress_scheduled = False
@@ -414,6 +511,9 @@ class Worker:
             self._send(p.Report([], progress=list(latest.values())))
 
     def _complete(self, result: p.Result) -> None:
+        if self._standin.taken:
+            self._covered.append(result)
+            return
         self._loop_results.append(result)
         if not self._loop_scheduled:
             self._loop_scheduled = True
@@ -427,6 +527,13 @@ class Worker:
     def _finished(self, results: list[p.Result]) -> None:
         if not results:
             return
+        self._account(results)
+        self._send(p.Report(results))
+        self._start_ready()
+        if self.stopping and self.held == 0:
+            self.done.set()
+
+    def _account(self, results: list[p.Result]) -> None:
         n = len(results)
         self.held -= n
         self.completed += n
@@ -439,10 +546,22 @@ class Worker:
                 self.failed += 1
                 log.info("task %s (lease %d) failed on %s: %s", r.id, r.token,
                          self.spec.worker_id, r.error)
-        self._send(p.Report(results))
-        self._start_ready()
-        if self.stopping and self.held == 0:
-            self.done.set()
+
+    # ---- what the stand-in calls while it covers for the loop thread -----------------
+
+    def _flush_covered(self) -> None:
+        results, self._covered = self._covered, []
+        if results:
+            self._account(results)
+            self._send(p.Report(results))
+        if self._progress:
+            self._flush_progress()
+
+    def _resume(self) -> None:
+        """On the loop thread, with the socket back from the stand-in."""
+        self._recheck()  # the stand-in's reads may have taken the FD's edge
+        if self._progress:
+            self._flush_progress()
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -455,6 +574,7 @@ class Worker:
         while True:  # plain-function leases no runner has taken yet
             try:
                 leases.append(self._sync.popleft()[0])
+                self._handed -= 1
             except IndexError:
                 break
         released = [lease.id for lease in leases]
@@ -470,11 +590,21 @@ class Worker:
     async def _heartbeat(self) -> None:
         while not self.done.is_set():
             await asyncio.sleep(self.heartbeat_s)
-            if time.monotonic() - self.last_heard > self.heartbeat_s * self.liveness:
-                # The broker went quiet: it may be a new one that does not know us.
-                self._hello()
-            else:
-                self._send(p.Heartbeat())
+            self._beat_once()
+
+    def _beat_once(self) -> None:
+        if time.monotonic() - self.last_heard > self.heartbeat_s * self.liveness:
+            # The broker went quiet: it may be a new one that does not know us.
+            self._hello()
+        else:
+            self._send(p.Heartbeat())
+
+    def _restart_heartbeat(self) -> None:
+        """The interval changed: the beat task sleeps the old one first, and a broker
+        restarted in that sleep would wait that long to hear from us again."""
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = self._loop.create_task(self._heartbeat())
 
     async def run(self) -> int:
         loop = self._loop = asyncio.get_running_loop()
@@ -483,6 +613,8 @@ class Worker:
         for i in range(self.slots):
             threading.Thread(target=self._runner, args=(i,), name=f"runner-{i}",
                              daemon=True).start()
+        if self.slots == 1:
+            self._standin.start()
         loop.add_reader(self.sock.getsockopt(zmq.FD), self._on_readable)
         self._hello()
         self._beat = loop.create_task(self._heartbeat())
@@ -492,6 +624,8 @@ class Worker:
             self._runners_stop = True
             self._sync_ready.notify_all()
         loop.remove_reader(self.sock.getsockopt(zmq.FD))
+        if self.slots == 1:
+            self._standin.stop()
         log.info("worker %s stopping: completed=%d failed=%d", self.spec.worker_id,
                  self.completed, self.failed)
         self.sock.close()  # LINGER lets the last Report out

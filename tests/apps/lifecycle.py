@@ -71,3 +71,12 @@ def steps(n: int, pause: float) -> str:
 async def async_wait(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "finished"
+
+
+@task
+def runs_its_own_loop(x: int) -> int:
+    """A plain function that runs async code of its own, as users' sync tasks do."""
+    async def doubled() -> int:
+        await asyncio.sleep(0.01)
+        return 2 * x
+    return asyncio.run(doubled())

@@ -75,8 +75,12 @@ def test_retries_back_off_then_succeed_and_dead_letters_can_be_requeued(node, cl
     assert c.status(k.id).attempts == 1
 
 
-def test_timeouts_stop_async_tasks_in_place_and_replace_a_stuck_worker(node, client):
-    n = node(broker_extra="kill_grace = 0.5")
+# concurrency 1 runs a plain function on the worker's loop thread, covered by the
+# stand-in thread; concurrency 2 runs it on a runner thread
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_timeouts_stop_async_tasks_in_place_and_replace_a_stuck_worker(node, client,
+                                                                       concurrency):
+    n = node(concurrency=concurrency, broker_extra="kill_grace = 0.5")
     c = client(n)
     a = c.submit(f"{L}:async_wait", (30,), timeout=0.3)
     with pytest.raises(TaskFailed, match="TaskTimeout"):
@@ -92,6 +96,23 @@ def test_timeouts_stop_async_tasks_in_place_and_replace_a_stuck_worker(node, cli
     wait_until(lambda: len(set(n.worker_pids()) - before) >= 1 and len(n.worker_pids()) == 2, 10)
     assert c.submit(f"{L}:double", (4,)).result(timeout=10) == 8
     assert sum(c.stats().worker_restarts.values()) >= 1
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_a_long_plain_function_keeps_its_worker_alive_and_reports_progress(node, client,
+                                                                           concurrency):
+    # Given fast heartbeats: 0.6 s of silence (0.2 s x 3) presumes a worker dead
+    c = client(node(workers=1, concurrency=concurrency, heartbeat=0.2))
+    # When a plain function runs for 2 s, reporting progress as it goes
+    h = c.submit(f"{L}:steps", (4, 0.5))
+    info = wait_until(lambda: (i := c.status(h.id)).progress and i.progress >= 0.5 and i, 10)
+    # Then its progress shows while it runs, and it completes on its first attempt:
+    # its worker kept beating all along
+    assert info.state == "running" and info.progress_info["step"] >= 2
+    assert h.result(timeout=10) == "done"
+    assert c.status(h.id).attempts == 1
+    # And a plain function may start an event loop of its own, as anywhere else
+    assert c.submit(f"{L}:runs_its_own_loop", (3,)).result(timeout=10) == 6
 
 
 def test_expires_and_delay_and_eta(node, client):
