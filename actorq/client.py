@@ -3,7 +3,9 @@
 Client (here) and AsyncClient (aioclient.py) both drive a Session (session.py). Results are pushed by the broker when a task
 ends; nothing polls. Submissions are batched without the caller doing anything:
 the sync Client hands them to an I/O thread that sends whatever accumulated since
-it last woke as one message, and AsyncClient sends once per event-loop turn.
+it last woke as one message, and AsyncClient sends once per event-loop turn. A
+thread that waits on the sync Client (result, gather, flush, status...) does the
+socket's reading and sending itself while it waits, so its answer wakes it directly.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -121,8 +123,28 @@ class Client:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._wake_armed = False
+        # Whoever holds this may use the socket: the I/O thread, or the caller that is
+        # the reader (below). Both poll the socket's FD, not the socket, so neither
+        # holds it while asleep; the lock is also the barrier ZeroMQ asks for when a
+        # socket changes threads.
+        self._sock_lock = threading.Lock()
+        self._fd = self._sock.getsockopt(zmq.FD)
+        self._pending: deque[bytes] = deque()  # frames the socket would not take yet (HWM)
+        # The reader: a caller waiting for an answer reads the socket itself while it
+        # waits, and the I/O thread stops watching it; the answer then wakes the
+        # thread that wants it instead of the I/O thread, which would have to wake
+        # the caller in turn (a thread hand-off: 40-70 us of a round trip on a VM).
+        # One reader at a time; other callers wait on _cond as before.
+        self._reader: int | None = None
+        self._reader_r, self._reader_w = os.pipe()  # wakes the reader's poll
+        os.set_blocking(self._reader_r, False)
+        os.set_blocking(self._reader_w, False)
+        self._reader_poller = zmq.Poller()
+        self._reader_poller.register(self._fd, zmq.POLLIN)
+        self._reader_poller.register(self._reader_r, zmq.POLLIN)
         self._closing = False
-        self._shut = False
+        self._closed = False  # _shutdown ran
+        self._shut = False  # the socket is closed (set under _sock_lock)
         self._decoder = p.decoder(p.BrokerToClient)
         self._thread = threading.Thread(target=self._io, name="actorq-client-io", daemon=True)
         self._thread.start()
@@ -148,17 +170,26 @@ class Client:
             log.exception("actorq client I/O failed")
             self._session.fail_all(BrokerUnavailable(f"the client's I/O thread failed: {exc!r}"))
             self._closing = True
+            self._poke_reader()
             with self._cond:
                 self._cond.notify_all()
 
     def _io_loop(self) -> None:
-        session, sock, decoder = self._session, self._sock, self._decoder
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
-        pending: deque[bytes] = deque()  # frames the socket would not take yet (HWM)
+        everything = zmq.Poller()
+        everything.register(self._fd, zmq.POLLIN)
+        everything.register(self._wake_r, zmq.POLLIN)
+        wake_only = zmq.Poller()
+        wake_only.register(self._wake_r, zmq.POLLIN)
+        readable = False
         while not self._closing:
-            events = dict(poller.poll(PING_INTERVAL_S * 1000 if not pending else 10))
+            reading = self._reader is None
+            if reading:
+                timeout_ms = 0 if readable else (PING_INTERVAL_S * 1000 if not self._pending
+                                                 else 10)
+                events = dict(everything.poll(timeout_ms))
+            else:  # a caller reads: ours are the outbox, pings and silence
+                events = dict(wake_only.poll(PING_INTERVAL_S * 1000 if not self._pending
+                                             else 10))
             if self._wake_r in events:
                 try:
                     os.read(self._wake_r, 4096)
@@ -167,19 +198,36 @@ class Client:
             # Disarm before taking the outbox: a submit that lands after this
             # point writes the pipe again, so nothing is left waiting.
             self._wake_armed = False
+            readable, settled = self._turn(read=reading)
+            if not reading and (readable or settled):
+                self._poke_reader()  # our send may have taken the edge it polls for
+
+    def _turn(self, *, read: bool) -> tuple[bool, bool]:
+        """One turn on the socket: read what waits (if `read`), send what is due.
+        Returns (more is waiting to be read, something a caller waits for happened).
+
+        ZeroMQ's FD only says "look again": it is edge-triggered, and a send may take
+        the edge of a message that arrived meanwhile, so a turn ends by asking the
+        socket itself whether more is waiting."""
+        session, sock, pending = self._session, self._sock, self._pending
+        with self._sock_lock:
+            if self._shut:
+                return False, False  # the socket is closed (a reader racing close())
             now = time.monotonic()
             had_unacked = bool(session.unacked)
             instance = session.instance
-            for _ in range(DRAIN_MAX):
-                try:
-                    data = sock.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                try:
-                    msg = decoder.decode(data)
-                except msgspec.DecodeError:
-                    continue  # never from a real broker; nothing to answer
-                session.on_message(msg, now)
+            if read:
+                decoder = self._decoder
+                for _ in range(DRAIN_MAX):
+                    try:
+                        data = sock.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    try:
+                        msg = decoder.decode(data)
+                    except msgspec.DecodeError:
+                        continue  # never from a real broker; nothing to answer
+                    session.on_message(msg, now)
             session.check_silence(now)
             pending.extend(session.take_messages(now))
             while pending:
@@ -188,42 +236,100 @@ class Client:
                 except zmq.Again:
                     break  # high-water mark: try again on the next turn
                 pending.popleft()
-            # Wake callers only when something they wait for happened: a handle settled,
-            # a reply came, the last submission was acknowledged (flush), or the broker
-            # answered for the first time or as a new instance (connect). Waking them
-            # for every ack would cost a GIL hand-off per round trip.
+            readable = bool(sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+            # Wake callers only when something they wait for happened: a handle
+            # settled, a reply came, the last submission was acknowledged (flush), or
+            # the broker answered for the first time or as a new instance (connect).
+            # Waking them for every ack would cost a GIL hand-off per round trip.
             settled = bool(session.completed or session.answered)
-            if (settled or (had_unacked and not session.unacked)
-                    or session.instance != instance):
+            settled = settled or (had_unacked and not session.unacked) or (
+                session.instance != instance)
+            if settled:
                 session.completed.clear()
                 session.answered.clear()
-                with self._cond:
-                    self._cond.notify_all()
+        if settled:
+            with self._cond:
+                self._cond.notify_all()
+        return readable, settled
+
+    def _poke_reader(self) -> None:
+        try:
+            os.write(self._reader_w, b"x")
+        except BlockingIOError:
+            pass  # full of pokes already
 
     # ---- waiting ---------------------------------------------------------------------
 
-    def _wait_done(self, handles: Sequence[HandleBase], deadline: float | None) -> None:
+    def _await(self, done: Callable[[], bool], deadline: float | None) -> bool:
+        """Wait until done() (True) or the deadline (False); BrokerUnavailable once the
+        client is closed. The first caller to wait becomes the reader."""
+        if done():
+            return True
         with self._cond:
-            for h in handles:
-                while not h.done:
-                    if self._closing:
-                        raise BrokerUnavailable("the client is closed")
-                    left = remaining(deadline)
-                    if left == 0.0:
-                        raise ResultTimeout(f"task {h.id} did not finish in time")
-                    self._cond.wait(left)
+            reader = self._reader is None and not self._closing
+            if reader:
+                self._reader = threading.get_ident()
+        if reader:
+            # The I/O thread may be asleep watching the socket: wake it to stop (it is
+            # usually awake already, for the submission this caller just made).
+            self._wake()
+            try:
+                return self._read_until(done, deadline)
+            finally:
+                self._reader = None
+                self._wake()  # the I/O thread watches the socket again
+        with self._cond:
+            while not done():
+                if self._closing:
+                    raise BrokerUnavailable("the client is closed")
+                left = remaining(deadline)
+                if left == 0.0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _read_until(self, done: Callable[[], bool], deadline: float | None) -> bool:
+        poller = self._reader_poller
+        readable = True  # the first turn sends what this caller queued, at once
+        while True:
+            if not readable:
+                left = remaining(deadline)
+                wait_s = PING_INTERVAL_S if left is None else min(left, PING_INTERVAL_S)
+                if self._reader_r in dict(poller.poll(wait_s * 1000)):
+                    try:
+                        os.read(self._reader_r, 4096)
+                    except BlockingIOError:
+                        pass
+            if self._closing:
+                if done():
+                    return True
+                raise BrokerUnavailable("the client is closed")
+            readable, _ = self._turn(read=True)
+            if done():
+                return True
+            if remaining(deadline) == 0.0:
+                return False
+
+    def _wait_done(self, handles: Sequence[HandleBase], deadline: float | None) -> None:
+        i, n = 0, len(handles)
+
+        def all_done() -> bool:
+            nonlocal i
+            while i < n and handles[i].done:
+                i += 1
+            return i == n
+
+        if not self._await(all_done, deadline):
+            raise ResultTimeout(f"task {handles[i].id} did not finish in time")
 
     def _call(self, make: Any, timeout: float | None) -> Any:
         req, slot = self._session.request(make)
         self._wake()
         deadline = deadline_after(self.request_timeout if timeout is None else timeout)
-        with self._cond:
-            while slot.reply is None and slot.error is None:
-                left = remaining(deadline)
-                if left == 0.0:
-                    self._session.requests.pop(req, None)  # a late reply finds nothing
-                    raise ResultTimeout("the broker did not answer in time")
-                self._cond.wait(left)
+        if not self._await(lambda: slot.reply is not None or slot.error is not None,
+                           deadline):
+            self._session.requests.pop(req, None)  # a late reply finds nothing
+            raise ResultTimeout("the broker did not answer in time")
         if slot.error is not None:
             raise slot.error
         return slot.reply
@@ -253,13 +359,10 @@ class Client:
         return handle
 
     def _wait_acked(self, handle: TaskHandle, spec_id: str) -> None:
-        deadline = deadline_after(self.request_timeout)
-        with self._cond:
-            while spec_id in self._session.unacked and not handle.done:
-                left = remaining(deadline)
-                if left == 0.0:
-                    raise ResultTimeout("the broker did not acknowledge the submission in time")
-                self._cond.wait(left)
+        unacked = self._session.unacked
+        if not self._await(lambda: spec_id not in unacked or handle.done,
+                           deadline_after(self.request_timeout)):
+            raise ResultTimeout("the broker did not acknowledge the submission in time")
         if isinstance(handle._error, SubmitRejected):
             raise handle._error
 
@@ -371,14 +474,9 @@ class Client:
         deadline = deadline_after(timeout)
         self._session.want_acks()
         self._wake()
-        while self._session.unacked:
-            left = remaining(deadline)
-            if left == 0.0:
-                raise ResultTimeout(f"{len(self._session.unacked)} submission(s) not "
-                                    "acknowledged in time")
-            with self._cond:
-                if self._session.unacked:
-                    self._cond.wait(left)
+        unacked = self._session.unacked
+        if not self._await(lambda: not unacked, deadline):
+            raise ResultTimeout(f"{len(unacked)} submission(s) not acknowledged in time")
 
     def close(self, close_timeout: float = 5.0) -> None:
         if not self._closing:
@@ -389,18 +487,21 @@ class Client:
         self._shutdown()  # also after the I/O thread failed: the socket is still open
 
     def _shutdown(self) -> None:
-        if self._shut:
+        if self._closed:
             return
-        self._shut = True
+        self._closed = True
         self._closing = True
         os.write(self._wake_w, b"x")
+        self._poke_reader()
         self._thread.join(5)
         with self._cond:
             self._cond.notify_all()
-        self._sock.close(linger=0)
+        with self._sock_lock:  # a reader's turn in progress finishes first
+            self._shut = True
+            self._sock.close(linger=0)
         self._ctx.term()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        for fd in (self._wake_r, self._wake_w, self._reader_r, self._reader_w):
+            os.close(fd)
 
     def __enter__(self) -> Client:
         return self

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
-from actorq import AsyncClient, ResultTimeout, SubmitRejected, TaskFailed, TaskNotFound
+from actorq import (
+    AsyncClient,
+    BrokerUnavailable,
+    ResultTimeout,
+    SubmitRejected,
+    TaskFailed,
+    TaskNotFound,
+)
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -116,6 +124,47 @@ def test_a_second_client_can_wait_on_a_task_by_id(node, client):
     # Another client's handle cannot learn its result here: said at once, not a timeout
     with pytest.raises(ValueError, match=f"belongs to another client.*handle\\('{h.id}'\\)"):
         other.gather([h], timeout=30)
+
+
+def test_one_client_shared_by_threads_serves_every_waiter(node, client):
+    # Given one client shared by threads: one waits on a slow task (and so reads the
+    # socket for everyone while it waits), six others make round trips of their own
+    c = client(node(workers=2, concurrency=4))
+    slow = c.submit("tests.apps.faulty:sleep", (1.0,))
+    results: dict[object, object] = {}
+    errors: list[BaseException] = []
+
+    def run(key, fn):
+        try:
+            results[key] = fn()
+        except BaseException as exc:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=("slow", lambda: slow.result(timeout=20)))]
+    for k in range(6):
+        threads.append(threading.Thread(target=run, args=(k, lambda k=k: [
+            c.submit("actorq.demo:double", (100 * k + i,)).result(timeout=20)
+            for i in range(30)])))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    # Then every thread got its own answers, whichever thread read them
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert results["slow"] == 1.0
+    assert all(results[k] == [2 * (100 * k + i) for i in range(30)] for k in range(6))
+    # And a short wait times out without disturbing the next one
+    with pytest.raises(ResultTimeout):
+        c.submit("tests.apps.faulty:sleep", (1.5,)).result(timeout=0.2)
+    assert c.submit("actorq.demo:double", (2,)).result(timeout=10) == 4
+    # And closing the client wakes a thread that is waiting on it, at once
+    long = c.submit("tests.apps.faulty:sleep", (2.0,))
+    waiter = threading.Thread(target=run, args=("long", lambda: long.result(timeout=30)))
+    waiter.start()
+    wait_until(lambda: c._reader is not None, 10)  # it is reading the socket
+    c.close()
+    waiter.join(5)
+    assert not waiter.is_alive() and isinstance(errors[-1], BrokerUnavailable)
 
 
 def test_async_client_and_async_tasks_run_concurrently(node):
