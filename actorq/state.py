@@ -37,6 +37,12 @@ MAX_PRIORITY = 255
 SUPERVISOR_FORGET_LIVENESSES = 10  # a silent supervisor is forgotten after this many windows
 PURGE_BATCH = 1_000  # finished tasks forgotten per loop turn: ~2 ms with storage
 MAX_INTERNED = 10_000  # distinct task names and queue names kept as shared strings
+# Payloads this short are kept as one shared copy per distinct value (up to
+# MAX_INTERNED of them): a task without arguments, or with the same few small ones
+# (a cron job, "refresh the cache"), is common, and each decoded copy of its 3-16
+# byte payload is a 48-64 byte object per queued task. Longer payloads are rarely
+# equal and are not worth the lookup.
+SHARED_PAYLOAD_BYTES = 16
 DURATION_BUCKETS_S = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0]
 
 QUEUED = TaskState.QUEUED
@@ -201,6 +207,7 @@ class BrokerState:
 
         self.tasks: dict[str, Task] = {}
         self._strings: dict[str, str] = {}
+        self._payloads: dict[bytes, bytes] = {}  # see SHARED_PAYLOAD_BYTES
         self.queues: dict[str, TaskQueue[Task]] = {}
         self.depth: dict[str, int] = {}  # live queued tasks per queue
         self.queued = 0
@@ -355,9 +362,12 @@ class BrokerState:
         depth = self.depth
         max_payload = self.max_payload_bytes
         strings = self._strings
+        payloads = self._payloads
         journal = self.journal
         if len(strings) > MAX_INTERNED:
             strings.clear()  # a flood of distinct names must not grow this forever
+        if len(payloads) > MAX_INTERNED:
+            payloads.clear()  # nor one of distinct small arguments
         added = 0
         lane_queue: str | None = None  # the queue and priority the last task went to
         lane_priority = lane_added = 0
@@ -385,7 +395,10 @@ class BrokerState:
             if opts is not None:
                 self._submit_with_options(peer, spec, name, queue, opts, now, accepted)
                 continue
-            task = Task(tid, name, spec.payload, queue, priority, QUEUED, wall, watchers=peer)
+            payload = spec.payload
+            if len(payload) <= SHARED_PAYLOAD_BYTES:
+                payload = payloads.setdefault(payload, payload)
+            task = Task(tid, name, payload, queue, priority, QUEUED, wall, watchers=peer)
             tasks[tid] = task
             if journal is not None:
                 journal.changed[tid] = task
