@@ -278,6 +278,9 @@ class Client:
             finally:
                 self._reader = None
                 self._wake()  # the I/O thread watches the socket again
+                if self._closing:  # close() waits for the reader to be out of poll
+                    with self._cond:
+                        self._cond.notify_all()
         with self._cond:
             while not done():
                 if self._closing:
@@ -496,7 +499,9 @@ class Client:
         self._thread.join(5)
         with self._cond:
             self._cond.notify_all()
-        with self._sock_lock:  # a reader's turn in progress finishes first
+            # A reader (poked above) leaves its poll before the FDs it polls close.
+            self._cond.wait_for(lambda: self._reader is None, 2.0)
+        with self._sock_lock:  # and any turn in progress finishes first
             self._shut = True
             self._sock.close(linger=0)
         self._ctx.term()
