@@ -93,9 +93,7 @@ class Signals:
         self.stop = False
         self.drain = False
         self.child_exited = False
-        r, w = os.pipe()
-        os.set_blocking(r, False)
-        os.set_blocking(w, False)
+        r, w = wake_pipe()
         self.fd = r
         self._w = w
         signal.set_wakeup_fd(w, warn_on_full_buffer=False)
@@ -118,11 +116,33 @@ class Signals:
 
     def clear(self) -> None:
         """Empty the wakeup pipe after the poller reported it readable."""
-        try:
-            while os.read(self.fd, 4096):
-                pass
-        except BlockingIOError:
+        drain(self.fd)
+
+
+def wake_pipe() -> tuple[int, int]:
+    """A non-blocking pipe (read end, write end) that one thread pokes to wake
+    another's poll."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    return r, w
+
+
+def poke(fd: int) -> None:
+    """Write one byte to a wake pipe; a full pipe is already waking its reader."""
+    try:
+        os.write(fd, b"x")
+    except BlockingIOError:
+        pass
+
+
+def drain(fd: int) -> None:
+    """Empty a wake pipe, so that its next poke wakes the poll again."""
+    try:
+        while os.read(fd, 4096):
             pass
+    except BlockingIOError:
+        pass
 
 
 def report_ready(info: dict[str, Any] | None = None) -> None:

@@ -120,8 +120,7 @@ class Client:
         self._cond = threading.Condition()
         self._ctx = zmq.Context()
         self._sock = actor.dealer(self._ctx, address, self._session.identity)
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
+        self._wake_r, self._wake_w = actor.wake_pipe()
         self._wake_armed = False
         # Whoever holds this may use the socket: the I/O thread, or the caller that is
         # the reader (below). Both poll the socket's FD, not the socket, so neither
@@ -135,10 +134,8 @@ class Client:
         # thread that wants it instead of the I/O thread, which would have to wake
         # the caller in turn (a thread hand-off: 40-70 us of a round trip on a VM).
         # One reader at a time; other callers wait on _cond as before.
-        self._reader: int | None = None
-        self._reader_r, self._reader_w = os.pipe()  # wakes the reader's poll
-        os.set_blocking(self._reader_r, False)
-        os.set_blocking(self._reader_w, False)
+        self._reader = False
+        self._reader_r, self._reader_w = actor.wake_pipe()  # wakes the reader's poll
         self._reader_poller = zmq.Poller()
         self._reader_poller.register(self._fd, zmq.POLLIN)
         self._reader_poller.register(self._reader_r, zmq.POLLIN)
@@ -161,7 +158,7 @@ class Client:
     def _wake(self) -> None:
         if not self._wake_armed:
             self._wake_armed = True
-            os.write(self._wake_w, b"x")
+            actor.poke(self._wake_w)
 
     def _io(self) -> None:
         try:
@@ -182,7 +179,7 @@ class Client:
         wake_only.register(self._wake_r, zmq.POLLIN)
         readable = False
         while not self._closing:
-            reading = self._reader is None
+            reading = not self._reader
             if reading:
                 timeout_ms = 0 if readable else (PING_INTERVAL_S * 1000 if not self._pending
                                                  else 10)
@@ -191,10 +188,7 @@ class Client:
                 events = dict(wake_only.poll(PING_INTERVAL_S * 1000 if not self._pending
                                              else 10))
             if self._wake_r in events:
-                try:
-                    os.read(self._wake_r, 4096)
-                except BlockingIOError:
-                    pass
+                actor.drain(self._wake_r)
             # Disarm before taking the outbox: a submit that lands after this
             # point writes the pipe again, so nothing is left waiting.
             self._wake_armed = False
@@ -253,10 +247,7 @@ class Client:
         return readable, settled
 
     def _poke_reader(self) -> None:
-        try:
-            os.write(self._reader_w, b"x")
-        except BlockingIOError:
-            pass  # full of pokes already
+        actor.poke(self._reader_w)
 
     # ---- waiting ---------------------------------------------------------------------
 
@@ -266,9 +257,9 @@ class Client:
         if done():
             return True
         with self._cond:
-            reader = self._reader is None and not self._closing
+            reader = not self._reader and not self._closing
             if reader:
-                self._reader = threading.get_ident()
+                self._reader = True
         if reader:
             # The I/O thread may be asleep watching the socket: wake it to stop (it is
             # usually awake already, for the submission this caller just made).
@@ -276,7 +267,7 @@ class Client:
             try:
                 return self._read_until(done, deadline)
             finally:
-                self._reader = None
+                self._reader = False
                 self._wake()  # the I/O thread watches the socket again
                 if self._closing:  # close() waits for the reader to be out of poll
                     with self._cond:
@@ -299,10 +290,7 @@ class Client:
                 left = remaining(deadline)
                 wait_s = PING_INTERVAL_S if left is None else min(left, PING_INTERVAL_S)
                 if self._reader_r in dict(poller.poll(wait_s * 1000)):
-                    try:
-                        os.read(self._reader_r, 4096)
-                    except BlockingIOError:
-                        pass
+                    actor.drain(self._reader_r)
             if self._closing:
                 if done():
                     return True
@@ -494,13 +482,13 @@ class Client:
             return
         self._closed = True
         self._closing = True
-        os.write(self._wake_w, b"x")
+        actor.poke(self._wake_w)
         self._poke_reader()
         self._thread.join(5)
         with self._cond:
             self._cond.notify_all()
             # A reader (poked above) leaves its poll before the FDs it polls close.
-            self._cond.wait_for(lambda: self._reader is None, 2.0)
+            self._cond.wait_for(lambda: not self._reader, 2.0)
         with self._sock_lock:  # and any turn in progress finishes first
             self._shut = True
             self._sock.close(linger=0)

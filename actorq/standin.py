@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import zmq
 
+from . import actor
 from . import protocol as p
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class Covered(Protocol):
     sock: zmq.Socket
     heartbeat_s: float
 
-    def _read_messages(self) -> None: ...
+    def _read_messages(self) -> bool: ...
     def _beat_once(self) -> None: ...
     def _inline_overran(self, lease: p.Lease, started: float) -> None: ...
     def _flush_covered(self) -> None: ...
@@ -66,9 +67,7 @@ class StandIn:
         self._parked = False
         self._returning = False
         self._stop = False
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wake_r, self._wake_w = actor.wake_pipe()
         self._thread = threading.Thread(target=self._run, name="stand-in", daemon=True)
 
     def start(self) -> None:
@@ -110,10 +109,7 @@ class StandIn:
 
     def poke(self) -> None:
         """Wake the stand-in's poll (something for it to send)."""
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass  # the pipe is full of pokes already
+        actor.poke(self._wake_w)
 
     # ---- the stand-in thread ---------------------------------------------------------
 
@@ -193,11 +189,7 @@ class StandIn:
                 wait_s = min(wait_s, deadline - now)
             ready = dict(poller.poll(max(wait_s, 0.0) * 1000))
             if self._wake_r in ready:
-                try:
-                    while os.read(self._wake_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
+                actor.drain(self._wake_r)
             if worker.sock in ready:
                 worker._read_messages()
         worker._flush_covered()  # what the last messages produced (cancelled leases)

@@ -81,6 +81,12 @@ def _args(lease: p.Lease) -> tuple[list, dict]:
     return args, kwargs
 
 
+def _coverable(lease: p.Lease) -> bool:
+    """Whether the stand-in can keep this lease's timeout when it runs on the loop
+    thread (it looks in every TAKEOVER_S); a shorter one needs a runner's timer."""
+    return lease.timeout is None or lease.timeout >= TAKEOVER_S
+
+
 class TaskTimeout(TimeoutError):
     """An attempt ran past its `timeout`."""
 
@@ -250,8 +256,8 @@ class Worker:
                 self._async_running[lease.token] = t
                 self._tasks.add(t)
                 t.add_done_callback(self._tasks.discard)
-            elif self.slots == 1 and not self._handed and not self.running_async and (
-                    lease.timeout is None or lease.timeout >= TAKEOVER_S):
+            elif (self.slots == 1 and not self._handed and not self.running_async
+                  and _coverable(lease)):
                 if ran_inline:  # one batch per turn: send its results, read, then go on
                     self._loop.call_soon(self._start_ready)
                     break
@@ -363,8 +369,7 @@ class Worker:
             while buffer and ran < self.inline_batch:
                 lease = buffer[0]
                 tdef = allowed.get(lease.name)
-                if tdef is None or tdef.is_async or (lease.timeout is not None
-                                                     and lease.timeout < TAKEOVER_S):
+                if tdef is None or tdef.is_async or not _coverable(lease):
                     break
                 buffer.popleft()
                 ran += 1

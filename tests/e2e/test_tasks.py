@@ -161,7 +161,7 @@ def test_one_client_shared_by_threads_serves_every_waiter(node, client):
     long = c.submit("tests.apps.faulty:sleep", (2.0,))
     waiter = threading.Thread(target=run, args=("long", lambda: long.result(timeout=30)))
     waiter.start()
-    wait_until(lambda: c._reader is not None, 10)  # it is reading the socket
+    wait_until(lambda: c._reader, 10)  # it is reading the socket
     c.close()
     waiter.join(5)
     assert not waiter.is_alive() and isinstance(errors[-1], BrokerUnavailable)
