@@ -128,6 +128,7 @@ class Worker:
         self._threaded_scheduled = False
         self._loop_results: list[p.Result] = []
         self._loop_scheduled = False
+        self._inline_next_turn = False  # the next inline batch waits for a loop turn
         self._sync: deque[tuple[p.Lease, TaskDef]] = deque()  # plain-function leases to run
         self._sync_ready = threading.Condition()
         self._handed = 0  # plain-function leases given to runner threads, not yet back
@@ -237,7 +238,6 @@ class Worker:
         buffer = self.buffer
         allowed = self.allowed
         handed_to_runners = False
-        ran_inline = False
         while buffer:
             lease = buffer[0]
             tdef = allowed.get(lease.name)
@@ -258,13 +258,21 @@ class Worker:
                 t.add_done_callback(self._tasks.discard)
             elif (self.slots == 1 and not self._handed and not self.running_async
                   and _coverable(lease)):
-                if ran_inline:  # one batch per turn: send its results, read, then go on
-                    self._loop.call_soon(self._start_ready)
+                # One batch per loop turn: the turn reads the socket and runs the
+                # timers in between. The batch's results go out at once: held, they
+                # hold back the credit for the next leases, and a worker whose next
+                # lease is already here would hand in a result one task late.
+                if self._inline_next_turn:
                     break
-                ran_inline = True
                 self._run_inline()
+                results, self._loop_results = self._loop_results, []
+                self._report(results)
                 if self.stopping:
                     break
+                if buffer:
+                    self._inline_next_turn = True
+                    self._loop.call_soon(self._next_inline_batch)
+                break
             else:
                 buffer.popleft()
                 self._sync.append((lease, tdef))
@@ -359,7 +367,7 @@ class Worker:
         encode = self._encode_value
         set_current, reset_current = current_task.set, current_task.reset
         clock = time.perf_counter
-        out = self._loop_results  # swapped only by _collect_loop, a later callback
+        out = self._loop_results  # swapped only by our caller or a later callback
         ran = 0
         until = clock() + INLINE_BATCH_S
         # A function may start an event loop of its own (asyncio.run), as it could on
@@ -392,9 +400,6 @@ class Worker:
                     break
         finally:
             asyncio._set_running_loop(self._loop)
-        if ran and not self._loop_scheduled:
-            self._loop_scheduled = True
-            self._loop.call_soon(self._collect_loop)
 
     async def _run_async(self, lease: p.Lease, tdef: TaskDef) -> None:
         t0 = time.perf_counter()
@@ -529,12 +534,20 @@ class Worker:
         results, self._loop_results = self._loop_results, []  # loop thread only
         self._finished(results)
 
+    def _next_inline_batch(self) -> None:
+        self._inline_next_turn = False
+        self._start_ready()
+
     def _finished(self, results: list[p.Result]) -> None:
+        if results:
+            self._report(results)
+            self._start_ready()
+
+    def _report(self, results: list[p.Result]) -> None:
         if not results:
             return
         self._account(results)
         self._send(p.Report(results))
-        self._start_ready()
         if self.stopping and self.held == 0:
             self.done.set()
 
