@@ -54,7 +54,7 @@ class PoolConfig(msgspec.Struct, **_strict):
     name: str = "default"
     workers: int = 2
     concurrency: int = 1  # slots per worker process
-    prefetch: int = 0  # leases a worker may hold; 0 means equal to concurrency
+    prefetch: int = 0  # leases a worker may hold; 0 means the default (see credit)
     queues: list[str] = msgspec.field(default_factory=lambda: ["default"])
     tasks: list[str] = msgspec.field(default_factory=list)
     max_restarts: int = 5
@@ -63,7 +63,14 @@ class PoolConfig(msgspec.Struct, **_strict):
 
     @property
     def credit(self) -> int:
-        return self.prefetch or self.concurrency
+        """Leases a worker may hold. By default a one-slot worker holds its next task
+        too, so it starts it without waiting a round trip to the broker; a lease left
+        waiting behind a long call goes back after RELEASE_AFTER_S (worker.py). With
+        more slots the default is one lease per slot: runner threads take leases
+        straight from a shared queue, where one waiting is not handed back."""
+        if self.prefetch:
+            return self.prefetch
+        return 2 if self.concurrency == 1 else self.concurrency
 
 
 class CronConfig(msgspec.Struct, **_strict):

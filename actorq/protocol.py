@@ -232,6 +232,9 @@ class Welcome(msgspec.Struct, **_msg):
     max_payload_bytes: int
     heartbeat_interval_s: float
     durable: bool = False  # tasks survive a broker restart: clients wait on across it
+    # The broker takes Release: a worker may hand back leases that wait behind a long
+    # call. Absent (False) from a broker that predates it, so a newer worker keeps them.
+    takes_release: bool = False
 
 
 class Error(msgspec.Struct, **_msg):
@@ -381,6 +384,14 @@ class Heartbeat(msgspec.Struct, **_msg):
     pass
 
 
+class Release(msgspec.Struct, **_msg):
+    """Leases the worker never started, waiting behind a call that is taking long: requeue
+    them for another worker. Their credit stays spent until a later Report's `credit`
+    returns it, so they do not come straight back to this busy worker."""
+
+    ids: list[str]
+
+
 class Goodbye(msgspec.Struct, **_msg):
     """The worker is draining: take no more work, requeue these leases it never started."""
 
@@ -438,8 +449,8 @@ class Crons(msgspec.Struct, **_msg):
 
 ClientToBroker = Union[Hello, Submit, Watch, Query, Cancel, GetStats, Ping, DeadLetters,
                        Requeue, AddCron, RemoveCron, ListCrons]
-WorkerToBroker = Union[Hello, Report, Heartbeat, Goodbye, WorkerExited, PoolFailed, Stuck, Due,
-                       Fire]
+WorkerToBroker = Union[Hello, Report, Heartbeat, Release, Goodbye, WorkerExited, PoolFailed,
+                       Stuck, Due, Fire]
 BrokerToClient = Union[
     Welcome, Accepted, Rejected, Outcomes, Infos, CancelReply, StatsReply, Pong, Error, Done,
     CronsReply,

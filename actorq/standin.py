@@ -11,7 +11,7 @@ TAKEOVER_S while plain functions run and, if one call is still going after
 TAKEOVER_S, takes the socket over (a lock hand-over, which is the memory barrier
 ZeroMQ asks for when a socket changes threads) and does the loop's duties for
 that one call: heartbeats, reading and handling messages, its timeout, progress
-and results. When the call returns, the loop thread asks for the socket back and
+and results, and handing back the leases that wait behind it (protocol.Release). When the call returns, the loop thread asks for the socket back and
 waits until the stand-in has finished its turn. Calls shorter than TAKEOVER_S,
 nearly all of them, cost the loop thread a few attribute writes and one
 uncontended lock; after PARK_AFTER_S without one the stand-in sleeps until the next.
@@ -50,6 +50,7 @@ class Covered(Protocol):
     def _beat_once(self) -> None: ...
     def _inline_overran(self, lease: p.Lease, started: float) -> None: ...
     def _flush_covered(self) -> None: ...
+    def _release_waiting(self) -> None: ...
     def _resume(self) -> None: ...
 
 
@@ -183,6 +184,7 @@ class StandIn:
             if deadline is not None and now >= deadline:
                 worker._inline_overran(lease, started)
                 deadline = None
+            worker._release_waiting()  # nothing else will start them for a while
             worker._flush_covered()
             wait_s = next_beat - now
             if deadline is not None:

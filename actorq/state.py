@@ -280,6 +280,7 @@ class BrokerState:
             max_payload_bytes=self.max_payload_bytes,
             heartbeat_interval_s=self.heartbeat_interval_s,
             durable=self.durable,
+            takes_release=True,
         )
 
     def bad_frame(self, peer: bytes, from_worker: bool, reason: str) -> None:
@@ -732,15 +733,14 @@ class BrokerState:
             case p.Hello() as hello:
                 if self._version_ok(peer, hello, True):
                     self._hello(peer, hello, now)
+            case p.Release(ids=ids):
+                if worker is not None:
+                    self._hand_back(worker, ids)
             case p.Goodbye(released=released):
                 if worker is not None:
                     worker.draining = True
                     self.ready.pop(peer, None)
-                    for tid in released:
-                        task = worker.leased.pop(tid, None)
-                        if task is not None and task.state is RUNNING and task.worker == peer:
-                            task.run.attempts -= 1  # never started: not an attempt
-                            self._requeue(task)
+                    self._hand_back(worker, released)
             case p.WorkerExited(worker=name, exit_code=code, restarted=restarted):
                 sup = self.supervisors.get(peer)
                 pool = sup.pool if sup else "?"
@@ -757,6 +757,16 @@ class BrokerState:
                 if sup is not None:
                     sup.failed = reason
                 log.error("pool %s failed: %s", sup.pool if sup else "?", reason)
+
+    def _hand_back(self, worker: Worker, ids: list[str]) -> None:
+        """Leases a worker never started go back to the front of their queues, in the
+        order they were (each goes in front of the one after it)."""
+        peer = worker.ident
+        for tid in reversed(ids):
+            task = worker.leased.pop(tid, None)
+            if task is not None and task.state is RUNNING and task.worker == peer:
+                task.run.attempts -= 1  # never started: not an attempt
+                self._requeue(task)
 
     def _hello(self, peer: bytes, hello: p.Hello, now: float) -> None:
         if hello.role == "supervisor":
@@ -1094,53 +1104,66 @@ class BrokerState:
         new_leases = self._new_leases
         Lease = p.Lease
         token = self._next_token
-        for ident in list(ready):
-            w = workers[ident]
-            leases = None
-            leased = w.leased
-            while w.credit > 0:
-                batch = self._pop_for(w, w.credit)
-                if not batch:
-                    break
-                taken = 0
-                for task in batch:
-                    if limits and task.name in limits:
-                        lim = limits[task.name]
-                        if not lim.allows(now):
-                            self._hold(task)
-                            continue
-                        lim.take(now)
-                    token += 1
-                    if journal is not None:
-                        new_leases.append(task)  # journaled late: see journal_leases
-                    task.state = RUNNING
-                    run = task.run
-                    if run is None:
-                        task.run = run = Attempt(token, ident, wall, 1)
-                    else:
-                        run.token, run.worker, run.started_at = token, ident, wall
-                        run.attempts += 1
-                    tid = task.id
-                    leased[tid] = task
-                    taken += 1
-                    if leases is None:
-                        leases = out.get(ident)
+        while True:
+            # Each ready worker takes at most its share of what is queued, so a few tasks
+            # spread over idle workers instead of filling the first one's prefetch; a
+            # second pass hands out what a worker short of credit or queues left.
+            share = -(-self.queued // len(ready))
+            progressed = False
+            for ident in list(ready):
+                w = workers[ident]
+                leases = None
+                leased = w.leased
+                want = min(w.credit, share)
+                while want > 0:
+                    batch = self._pop_for(w, want)
+                    if not batch:
+                        break
+                    taken = 0
+                    for task in batch:
+                        if limits and task.name in limits:
+                            lim = limits[task.name]
+                            if not lim.allows(now):
+                                self._hold(task)
+                                continue
+                            lim.take(now)
+                        token += 1
+                        if journal is not None:
+                            new_leases.append(task)  # journaled late: see journal_leases
+                        task.state = RUNNING
+                        run = task.run
+                        if run is None:
+                            task.run = run = Attempt(token, ident, wall, 1)
+                        else:
+                            run.token, run.worker, run.started_at = token, ident, wall
+                            run.attempts += 1
+                        tid = task.id
+                        leased[tid] = task
+                        taken += 1
                         if leases is None:
-                            leases = out[ident] = []
-                    opts = task.opts
-                    if opts is None:
-                        leases.append(Lease(tid, task.name, task.payload, token, run.attempts))
-                    else:
-                        leases.append(Lease(tid, task.name, task.payload, token, run.attempts,
-                                            opts.timeout or None, opts.retry_on,
-                                            piped.get(tid) if opts.pipe else None))
-                w.credit -= taken
-                self._next_token = token
-            del ready[ident]
-            if w.credit > 0:
-                ready[ident] = None  # to the back of the round
-            if not self.queued:
-                break
+                            leases = out.get(ident)
+                            if leases is None:
+                                leases = out[ident] = []
+                        opts = task.opts
+                        if opts is None:
+                            leases.append(Lease(tid, task.name, task.payload, token,
+                                                run.attempts))
+                        else:
+                            leases.append(Lease(tid, task.name, task.payload, token,
+                                                run.attempts, opts.timeout or None,
+                                                opts.retry_on,
+                                                piped.get(tid) if opts.pipe else None))
+                    w.credit -= taken
+                    want -= taken
+                    progressed = progressed or taken > 0
+                    self._next_token = token
+                del ready[ident]
+                if w.credit > 0:
+                    ready[ident] = None  # to the back of the round
+                if not self.queued:
+                    return
+            if not progressed or not ready:
+                return
 
     def _hold(self, task: Task) -> None:
         """Set aside a task whose name is over its rate limit; it stays queued (and

@@ -12,6 +12,9 @@
   timeouts, cancellation and progress if the call runs long.
 - Completions are batched: whatever finished while the loop was busy goes out in
   one Report. Each result returns one unit of credit to the broker.
+- Leases held ahead of time (prefetch) wait in a buffer. If the call they wait for
+  runs past RELEASE_AFTER_S, they go back to the broker (Release) with their credit
+  withheld until a slot frees, so a slow task strands nothing behind it for longer.
 - SIGTERM drains: leases not yet started are handed back, running ones finish,
   then the process exits 0 (the supervisor enforces the grace period).
 """
@@ -49,6 +52,10 @@ DRAIN_MAX = 1000  # frames per wake-up before yielding to the loop
 # reads the socket again: results held longer hold back the credit that brings
 # the next leases, and the worker would sit idle for a round trip.
 INLINE_BATCH_S = 0.001
+# A lease that has waited this long at the worker behind busy slots goes back to the
+# broker for another worker (Release). This is what makes a lease held ahead of time
+# safe by default: the next task waits here only while the running one is short.
+RELEASE_AFTER_S = TAKEOVER_S
 
 
 class WorkerSpec(msgspec.Struct, kw_only=True):
@@ -115,6 +122,9 @@ class Worker:
         # task, and the bookkeeping would be two dict operations a task for nothing.
         self.holding: dict[int, str] = {}
         self.durable = False
+        self.takes_release = False  # the broker understands Release
+        self._withheld = 0  # credit of released leases, returned with the next Report
+        self._stall_check: asyncio.TimerHandle | None = None
         self.running_async = 0
         self.buffer: deque[p.Lease] = deque()
         self.stopping = False
@@ -184,7 +194,8 @@ class Worker:
     def _hello(self) -> None:
         self._send(p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool=self.pool.name,
                            queues=list(self.pool.queues),
-                           credit=0 if self.stopping else self.credit_max - self.held,
+                           credit=0 if self.stopping else
+                           self.credit_max - self.held - self._withheld,
                            pid=os.getpid(), host=socket.gethostname(),
                            rate_limits={n: d.rate_limit for n, d in self.allowed.items()
                                         if d.rate_limit},
@@ -216,6 +227,7 @@ class Worker:
                     # Thread-safe: the stand-in may be the one handling this.
                     self._loop.call_soon_threadsafe(self._restart_heartbeat)
                 self.durable = w.durable
+                self.takes_release = w.takes_release
                 if first:
                     log.info("worker %s ready: pool %s, queues %s, %d slot(s), %d task(s)",
                              self.spec.worker_id, self.pool.name, self.pool.queues, self.slots,
@@ -281,6 +293,37 @@ class Worker:
         if handed_to_runners:
             with self._sync_ready:
                 self._sync_ready.notify(self.slots)
+        if buffer and self._stall_check is None and self.takes_release:
+            self._stall_check = self._loop.call_later(RELEASE_AFTER_S, self._check_stalled,
+                                                      buffer[0])
+
+    def _check_stalled(self, head: p.Lease) -> None:
+        """RELEASE_AFTER_S after leases were left waiting: if the same one still heads
+        the buffer, the slots it waits for are busy with long calls."""
+        self._stall_check = None
+        buffer = self.buffer
+        if not buffer:
+            return
+        if buffer[0] is head:
+            self._release_waiting()
+        else:
+            self._stall_check = self._loop.call_later(RELEASE_AFTER_S, self._check_stalled,
+                                                      buffer[0])
+
+    def _release_waiting(self) -> None:
+        """Hand the leases waiting in the buffer back to the broker (the loop thread, or
+        the stand-in while it covers for a long call). Their credit is withheld until
+        a slot frees, so the broker gives them to a worker that can start them."""
+        buffer = self.buffer
+        if not buffer or not self.takes_release or self.stopping:
+            return
+        leases = list(buffer)
+        buffer.clear()
+        for lease in leases:
+            self.holding.pop(lease.token, None)
+        self.held -= len(leases)
+        self._withheld += len(leases)
+        self._send(p.Release([lease.id for lease in leases]))
 
     def _encode_value(self, lease: p.Lease, value: Any, t0: float) -> p.Result:
         try:
@@ -544,10 +587,14 @@ class Worker:
             self._start_ready()
 
     def _report(self, results: list[p.Result]) -> None:
-        if not results:
+        """Send results from the loop thread; a slot is free, so credit withheld for
+        released leases goes back with them."""
+        withheld = self._withheld
+        if not results and not withheld:
             return
+        self._withheld = 0
         self._account(results)
-        self._send(p.Report(results))
+        self._send(p.Report(results, credit=withheld))
         if self.stopping and self.held == 0:
             self.done.set()
 

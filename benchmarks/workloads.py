@@ -162,13 +162,12 @@ def latency(scale: Scale) -> list[Figure]:
 
 
 def cpu(scale: Scale) -> list[Figure]:
-    """CPU-bound 5 ms tasks at the default prefetch (one task per worker: the worker
-    waits a round trip between tasks, so this measures that wait as much as the
-    runtime), then on 2 workers at prefetch 2 (the next task waits at the worker,
-    as the README advises for CPU-bound pools): the runtime's overhead alone."""
+    """CPU-bound 5 ms tasks at the default prefetch (2 on a one-slot worker: the next
+    task waits at the worker while one runs), then on 2 workers at prefetch 1 (a
+    worker waits a round trip to the broker between tasks): what the prefetch buys."""
     figures = []
     task_ms = 5.0
-    for workers, prefetch in ((1, 0), (2, 0), (2, 2)):
+    for workers, prefetch in ((1, 0), (2, 0), (2, 1)):
         n = scale.cpu_tasks_per_worker * workers
         ideal = n * task_ms / 1000 / workers
         efficiencies = []

@@ -218,3 +218,27 @@ def test_async_tasks_never_exceed_the_workers_slots(node, client):
     hs = c.submit_many([("tests.apps.faulty:overlap", (0.2,))] * 3)
     # Then they run one at a time: no run ever saw another beside it
     assert c.gather(hs, timeout=20) == [1, 1, 1]
+
+
+# A plain function runs on the loop thread and the stand-in hands the waiting lease
+# back; an async one leaves the loop free, and the loop's own check does. (A plain
+# task behind an async one does not wait: plain functions have their own slot.)
+@pytest.mark.parametrize("name", ["actorq.demo:sleep", "actorq.demo:async_sleep"])
+def test_a_task_leased_behind_a_long_one_moves_to_an_idle_worker(node, client, name):
+    # Given two one-slot workers at the default prefetch (each may hold a second
+    # lease), one of them running a long task
+    c = client(node(workers=2))
+    long = c.submit(name, (3.0,))
+    busy = wait_until(lambda: (i := c.status(long.id)).state == "running" and i.worker, 10)
+    # and a short task the other one has just run, which leaves the busy worker next
+    # in the broker's round
+    assert c.submit(name, (0.01,)).result(timeout=10) == 0.01
+    # When the next task is leased to the busy worker, behind the long one
+    h = c.submit(name, (0.02,))
+    # Then that worker hands it back and it runs on the idle one, while the long task
+    # still runs, and the hand-back counts no attempt
+    assert h.result(timeout=10) == 0.02
+    assert c.status(long.id).state == "running"
+    info = c.status(h.id)
+    assert info.worker != busy and info.attempts == 1
+    assert long.result(timeout=10) == 3.0

@@ -17,7 +17,7 @@ tasks = ["actorq.demo"]
 def test_good_config_has_defaults():
     cfg = parse(GOOD)
     assert cfg.pools[0].workers == 2
-    assert cfg.pools[0].credit == 1
+    assert cfg.pools[0].credit == 2  # one slot: its next task waits at the worker
     assert cfg.broker.max_payload_bytes == 10 * 1024 * 1024
     assert cfg.node.shutdown_grace == 30
 

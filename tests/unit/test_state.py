@@ -84,6 +84,57 @@ def test_dispatch_round_robins_between_workers():
     assert {k: [x.id for x in v] for k, v in out.dispatch.items()} == {W1: ["t0"], W2: ["t1"]}
 
 
+def test_a_few_tasks_spread_over_idle_workers_before_one_takes_more():
+    # Given two idle workers that may each hold 3 leases
+    s = fresh()
+    s.on_worker(W1, worker_hello(credit=3), 0)
+    s.on_worker(W2, worker_hello(credit=3), 0)
+    # When two tasks arrive, then five more
+    s.on_client(C, p.Submit([spec(0), spec(1)]), 0)
+    first = turn(s).dispatch
+    s.on_client(C, p.Submit([spec(i) for i in range(2, 7)]), 0)
+    second = turn(s).dispatch
+    # Then the two went one to each worker, not both to the first one's prefetch
+    assert {k: [x.id for x in v] for k, v in first.items()} == {W1: ["t0"], W2: ["t1"]}
+    # And the next five filled what credit was left (2 + 2), in one turn
+    assert sum(len(v) for v in second.values()) == 4 and s.queued == 1
+    assert s.workers[W1].credit == 0 and s.workers[W2].credit == 0
+
+
+def test_a_worker_short_of_credit_leaves_its_share_to_the_others_in_the_same_turn():
+    s = fresh()
+    s.on_worker(W1, worker_hello(credit=1), 0)
+    s.on_worker(W2, worker_hello(credit=10), 0)
+    s.on_client(C, p.Submit([spec(i) for i in range(6)]), 0)
+    out = turn(s)
+    assert [len(out.dispatch[W1]), len(out.dispatch[W2])] == [1, 5] and s.queued == 0
+
+
+def test_release_requeues_unstarted_leases_in_order_and_keeps_their_credit_spent():
+    # Given a worker holding three leases, the first of them running long
+    s = fresh()
+    assert s.welcome().takes_release
+    s.on_worker(W1, worker_hello(credit=3), 0)
+    s.on_client(C, p.Submit([spec(0), spec(1), spec(2), spec(3)]), 0)
+    turn(s)
+    # When it hands back the two it never started
+    s.on_worker(W1, p.Release(["t1", "t2"]), 0.1)
+    # Then they are queued again ahead of t3, in their order, with no attempt counted
+    assert [s.tasks[t].state for t in ("t1", "t2")] == ["queued", "queued"]
+    assert s.tasks["t1"].attempts == 0 and s.queued == 3
+    # And none goes back to the busy worker, whose credit stays spent
+    assert W1 not in turn(s, 0.1).dispatch
+    # Until another worker takes them, in order
+    s.on_worker(W2, worker_hello(credit=2), 0.2)
+    assert [x.id for x in turn(s, 0.2).dispatch[W2]] == ["t1", "t2"]
+    # And the busy worker's credit comes back with its next Report
+    lease = s.workers[W1].leased["t0"]
+    s.on_worker(W1, p.Report([p.Result("t0", s.tasks["t0"].run.token, True, b"\x01")],
+                             credit=2), 0.3)
+    assert lease.state == "succeeded" and s.workers[W1].credit == 3
+    assert [x.id for x in turn(s, 0.3).dispatch[W1]] == ["t3"]
+
+
 def test_validation_rejects_without_touching_other_tasks():
     s = fresh(max_payload_bytes=10)
     s.on_client(C, p.Submit([spec(0), spec(1, payload=b"x" * 11), spec(2, priority=256),
