@@ -119,6 +119,15 @@ class Signals:
         drain(self.fd)
 
 
+# Plain ints for every per-message socket call: pyzmq's flags are enums, and an Enum
+# `|` or conversion on each call added up to ~1 us apiece, several per round trip.
+NOBLOCK = int(zmq.NOBLOCK)
+MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+RCVMORE = int(zmq.RCVMORE)
+EVENTS = int(zmq.EVENTS)
+POLLIN = int(zmq.POLLIN)
+
+
 def wake_pipe() -> tuple[int, int]:
     """A non-blocking pipe (read end, write end) that one thread pokes to wake
     another's poll."""
@@ -191,7 +200,7 @@ def send_to_broker(sock: zmq.Socket, msg: object) -> bool:
     """Send one message on a DEALER without blocking. A broker that is not reading
     (high-water mark) costs the message, logged: heartbeats and hellos repeat."""
     try:
-        sock.send(protocol.encode(msg), zmq.NOBLOCK)
+        sock.send(protocol.encode(msg), NOBLOCK)
         return True
     except zmq.Again:
         log.warning("broker is not reading; dropped a %s", type(msg).__name__)
@@ -203,7 +212,7 @@ def from_broker(sock: zmq.Socket, decoder: msgspec.msgpack.Decoder) -> Iterator[
     skipped (never sent by a real broker)."""
     while True:
         try:
-            data = sock.recv(zmq.NOBLOCK)
+            data = sock.recv(NOBLOCK)
         except zmq.Again:
             return
         try:

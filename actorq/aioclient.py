@@ -17,6 +17,7 @@ import msgspec
 import zmq
 
 from . import actor
+from .actor import EVENTS, NOBLOCK, POLLIN
 from . import protocol as p
 from .errors import BrokerUnavailable, ResultTimeout, SubmitRejected
 from .session import (
@@ -143,13 +144,13 @@ class AsyncClient:
         self._pending.extend(self._session.take_messages(time.monotonic()))
         while self._pending:
             try:
-                self._sock.send(self._pending[0], zmq.NOBLOCK)
+                self._sock.send(self._pending[0], NOBLOCK)
             except zmq.Again:
                 self._loop.call_later(0.01, self._schedule_flush)
                 break
             self._pending.popleft()
         # Sending can swallow the edge of ZeroMQ's edge-triggered FD: look again.
-        if self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if self._sock.getsockopt(EVENTS) & POLLIN:
             self._loop.call_soon(self._on_readable)
 
     def _on_readable(self) -> None:
@@ -158,12 +159,12 @@ class AsyncClient:
             return
         now = time.monotonic()
         more = True
+        recv, get = sock.recv, sock.getsockopt
         for _ in range(DRAIN_MAX):
-            try:
-                data = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
+            if not get(EVENTS) & POLLIN:  # cheaper than the Again exception
                 more = False
                 break
+            data = recv(NOBLOCK)
             try:
                 session.on_message(decoder.decode(data), now)
             except msgspec.DecodeError:

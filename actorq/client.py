@@ -22,6 +22,7 @@ import msgspec
 import zmq
 
 from . import actor
+from .actor import EVENTS, NOBLOCK, POLLIN
 from . import protocol as p
 from .errors import BrokerUnavailable, ResultTimeout, SubmitRejected
 from .session import (
@@ -212,11 +213,11 @@ class Client:
             instance = session.instance
             if read:
                 decoder = self._decoder
+                recv, get = sock.recv, sock.getsockopt
                 for _ in range(DRAIN_MAX):
-                    try:
-                        data = sock.recv(zmq.NOBLOCK)
-                    except zmq.Again:
+                    if not get(EVENTS) & POLLIN:  # cheaper than the Again exception
                         break
+                    data = recv(NOBLOCK)
                     try:
                         msg = decoder.decode(data)
                     except msgspec.DecodeError:
@@ -226,11 +227,11 @@ class Client:
             pending.extend(session.take_messages(now))
             while pending:
                 try:
-                    sock.send(pending[0], zmq.NOBLOCK)
+                    sock.send(pending[0], NOBLOCK)
                 except zmq.Again:
                     break  # high-water mark: try again on the next turn
                 pending.popleft()
-            readable = bool(sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+            readable = bool(sock.getsockopt(EVENTS) & POLLIN)
             # Wake callers only when something they wait for happened: a handle
             # settled, a reply came, the last submission was acknowledged (flush), or
             # the broker answered for the first time or as a new instance (connect).
