@@ -11,8 +11,9 @@ TAKEOVER_S while plain functions run and, if one call is still going after
 TAKEOVER_S, takes the socket over (a lock hand-over, which is the memory barrier
 ZeroMQ asks for when a socket changes threads) and does the loop's duties for
 that one call: heartbeats, reading and handling messages, its timeout, progress
-and results, and handing back the leases that wait behind it (protocol.Release). When the call returns, the loop thread asks for the socket back and
-waits until the stand-in has finished its turn. Calls shorter than TAKEOVER_S,
+and results, and handing back the leases that wait behind it (protocol.Release).
+When the call returns, the loop thread asks for the socket back and waits until
+the stand-in has finished its turn. Calls shorter than TAKEOVER_S,
 nearly all of them, cost the loop thread a few attribute writes and one
 uncontended lock; after PARK_AFTER_S without one the stand-in sleeps until the next.
 """

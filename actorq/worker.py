@@ -280,9 +280,7 @@ class Worker:
                 self._run_inline()
                 results, self._loop_results = self._loop_results, []
                 self._report(results)
-                if self.stopping:
-                    break
-                if buffer:
+                if buffer and not self.stopping:
                     self._inline_next_turn = True
                     self._loop.call_soon(self._next_inline_batch)
                 break
