@@ -15,9 +15,18 @@ def test_every_client_message_round_trips():
 def test_every_worker_message_round_trips():
     dec = p.decoder(p.WorkerToBroker)
     for msg in [p.Report([p.Result("a", 1, True, b"\xc0", duration_s=0.5)]), p.Heartbeat(),
-                p.Goodbye(["a"]), p.WorkerExited("w", -9, True), p.PoolFailed("why"),
+                p.Release(["a", "b"]), p.Goodbye(["a"]), p.WorkerExited("w", -9, True),
+                p.PoolFailed("why"),
                 p.Hello(version=1, role="worker", pool="x", queues=["q"], credit=4)]:
         assert dec.decode(p.encode(msg)) == msg
+
+
+def test_a_welcome_from_a_broker_that_predates_release_means_no_release():
+    # An older broker's Welcome has no takes_release field; a newer one's extra field
+    # is ignored by an older worker (msgspec skips unknown fields).
+    old = msgspec.msgpack.encode({"type": "Welcome", "version": 1, "instance": "i",
+                                  "max_payload_bytes": 10, "heartbeat_interval_s": 1.0})
+    assert not p.decoder(p.BrokerToWorker).decode(old).takes_release
 
 
 def test_a_message_for_another_actor_fails_at_decode():
