@@ -461,6 +461,11 @@ class Session:
             self.answered.append(slot)
             del self.requests[req]
 
+    def outstanding(self) -> bool:
+        """Whether anything is still to be sent or heard about."""
+        return bool(self.handles or self.requests or self.unacked or self.outbox
+                    or self.control)
+
     def check_silence(self, now: float) -> None:
         """Fail every wait when the broker has been silent too long (pings go unanswered)."""
         if now - self.last_heard < SILENCE_LIMIT_S or not (self.handles or self.requests):
