@@ -199,8 +199,11 @@ class Client:
             # point writes the pipe again, so nothing is left waiting.
             self._wake_armed = False
             readable, settled = self._turn(read=reading)
-            if not reading and (readable or settled):
-                self._poke_reader()  # our send may have taken the edge it polls for
+            # A caller reading now needs to look: our send may have taken the edge it
+            # polls for, or (if it became the reader after we chose to read) our read
+            # may have taken the answer it waits for, and with it the FD's signal.
+            if self._reader and (readable or settled):
+                self._poke_reader()
 
     def _turn(self, *, read: bool) -> tuple[bool, bool]:
         """One turn on the socket: read what waits (if `read`), send what is due.
