@@ -212,7 +212,7 @@ class Client:
         ZeroMQ's FD only says "look again": it is edge-triggered, and a send may take
         the edge of a message that arrived meanwhile, so a turn ends by asking the
         socket itself whether more is waiting."""
-        session, sock, pending = self._session, self._sock, self._pending
+        session, sock = self._session, self._sock
         with self._sock_lock:
             if self._shut:
                 return False, False  # the socket is closed (a reader racing close())
@@ -232,13 +232,7 @@ class Client:
                         continue  # never from a real broker; nothing to answer
                     session.on_message(msg, now)
             session.check_silence(now)
-            pending.extend(session.take_messages(now))
-            while pending:
-                try:
-                    sock.send(pending[0], NOBLOCK)
-                except zmq.Again:
-                    break  # high-water mark: try again on the next turn
-                pending.popleft()
+            self._send_due(now)
             readable = bool(sock.getsockopt(EVENTS) & POLLIN)
             # Wake callers only when something they wait for happened: a handle
             # settled, a reply came, the last submission was acknowledged (flush), or
@@ -263,18 +257,22 @@ class Client:
         if not self._sock_lock.acquire(blocking=False):
             return
         try:
-            if self._shut:
-                return
-            pending, sock = self._pending, self._sock
-            pending.extend(self._session.take_messages(time.monotonic()))
-            while pending:
-                try:
-                    sock.send(pending[0], NOBLOCK)
-                except zmq.Again:
-                    break  # high-water mark: the I/O thread's turns try again
-                pending.popleft()
+            if not self._shut:
+                self._send_due(time.monotonic())
         finally:
             self._sock_lock.release()
+
+    def _send_due(self, now: float) -> None:
+        """Send what the session has due, holding _sock_lock; what the socket will not
+        take yet (high-water mark) waits in _pending for a later turn."""
+        pending, sock = self._pending, self._sock
+        pending.extend(self._session.take_messages(now))
+        while pending:
+            try:
+                sock.send(pending[0], NOBLOCK)
+            except zmq.Again:
+                break
+            pending.popleft()
 
     def _poke_reader(self) -> None:
         actor.poke(self._reader_w)
