@@ -61,6 +61,11 @@ class HandleBase:
 
     @property
     def done(self) -> bool:
+        return self._ended()
+
+    def _ended(self) -> bool:
+        """`done`, for the clients' own checks: Client's TaskHandle.done also starts the
+        reading of an outcome nobody is reading yet, which a waiter does itself."""
         return self._outcome is not None or self._error is not None
 
     def _value(self) -> Any:
@@ -515,7 +520,7 @@ def chain_value(handles: list[HandleBase]) -> Any:
         return handles[-1]._value()
     except TaskCancelled:
         for h in handles[:-1]:
-            if h.done:
+            if h._ended():
                 try:
                     h._value()
                 except TaskCancelled:

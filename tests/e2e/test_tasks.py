@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+import actorq.client
 from actorq import (
     AsyncClient,
     BrokerUnavailable,
@@ -165,6 +166,20 @@ def test_one_client_shared_by_threads_serves_every_waiter(node, client):
     c.close()
     waiter.join(5)
     assert not waiter.is_alive() and isinstance(errors[-1], BrokerUnavailable)
+
+
+def test_done_turns_true_for_a_submission_that_nobody_waits_on(node, client, monkeypatch):
+    # Given a client whose I/O thread would only look at the socket by itself once a
+    # minute (its ping), after round trips whose callers read the answers themselves
+    monkeypatch.setattr(actorq.client, "PING_INTERVAL_S", 60.0)
+    c = client(node(workers=1))
+    for i in range(5):
+        assert c.submit("actorq.demo:double", (i,)).result(timeout=10) == 2 * i
+        # When a lone submission is made and nobody waits on it, only looks at .done
+        h = c.submit("actorq.demo:double", (i,))
+        # Then looking is enough for the outcome to be read, long before the ping
+        wait_until(lambda: h.done, 10, message=f"submission {i} done")
+        assert h.result(timeout=0) == 2 * i
 
 
 def test_async_client_and_async_tasks_run_concurrently(node):
