@@ -20,6 +20,7 @@ from . import actor
 from . import protocol as p
 from .config import BrokerConfig, CronConfig, StorageConfig
 from .committer import Committer
+from .spinpoll import SpinPoll
 from .storage import Journal, SqliteStore, StorageError, open_store, prepare
 from .tasks import encode_args
 from .state import BrokerState, Outbox
@@ -111,12 +112,14 @@ class Broker:
         log.info("broker %s listening: clients %s, workers %s", state.instance,
                  *self.endpoints().values())
         actor.report_ready(self.endpoints())
+        spin = SpinPoll(poller, self.cfg.spin_us / 1e6)
+        sent_work = False  # the last turn sent leases or outcomes: an answer is near
         while not signals.stop:
             now = time.monotonic()
             deadline = min(state.next_deadline(), self.acks_due) if self.acks else state.next_deadline()
             timeout_ms = 0 if self.again else max(0.0, deadline - now) * 1000
             self.again = False
-            events = dict(poller.poll(self.heap.poll_timeout(timeout_ms)))
+            events = spin.poll(self.heap.poll_timeout(timeout_ms), sent_work)
             if not events:
                 self.heap.idle()
             now = time.monotonic()
@@ -135,10 +138,12 @@ class Broker:
                     state.draining = True
             state.tick(now)
             state.dispatch(now)
+            out = state.take_outbox()
+            sent_work = bool(out.dispatch or out.outcomes)
             if committer is None:
-                self._flush(state.take_outbox())
+                self._flush(out)
             else:
-                self._commit_then_send(committer, state.take_outbox())
+                self._commit_then_send(committer, out)
         self._stop()
         return 0
 

@@ -17,6 +17,9 @@ from . import crons
 from .errors import ConfigError
 
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# The broker's spin (spinpoll.py) waits for an answer that is near; past 10 ms it
+# would only burn CPU.
+MAX_SPIN_US = 10_000
 
 _strict = dict(forbid_unknown_fields=True, kw_only=True)
 
@@ -39,6 +42,7 @@ class BrokerConfig(msgspec.Struct, **_strict):
     result_ttl: float = 86400.0  # seconds a finished task's result is kept
     max_deliveries: int = 5  # leases without a result (workers died) before a task fails
     kill_grace: float = 1.0  # seconds between SIGTERM and SIGKILL for a worker stuck in a task
+    spin_us: int = 300  # after sending work, poll this long without sleeping (spinpoll.py)
 
 
 class HttpConfig(msgspec.Struct, **_strict):
@@ -163,6 +167,8 @@ def _check(config: Config, file: str) -> None:
             raise ConfigError(file, "broker.result_ttl", "must be > 0")
         if b.kill_grace < 0:
             raise ConfigError(file, "broker.kill_grace", "must be >= 0")
+        if not 0 <= b.spin_us <= MAX_SPIN_US:
+            raise ConfigError(file, "broker.spin_us", f"must be in 0..{MAX_SPIN_US}")
     if config.storage is not None:
         if config.broker is None:
             raise ConfigError(file, "storage", "storage belongs to a node with a [broker]")

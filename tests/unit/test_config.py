@@ -20,6 +20,7 @@ def test_good_config_has_defaults():
     assert cfg.pools[0].credit == 2  # one slot: its next task waits at the worker
     assert cfg.broker.max_payload_bytes == 10 * 1024 * 1024
     assert cfg.node.shutdown_grace == 30
+    assert cfg.broker.spin_us == 300
 
 
 @pytest.mark.parametrize(
@@ -35,6 +36,9 @@ def test_good_config_has_defaults():
          "pools[0].workers", "must be >= 1"),
         (GOOD.replace('bind = "127.0.0.1:0"', 'bind = "nowhere"'), "http.bind", "HOST:PORT"),
         (GOOD.replace('tasks = ["actorq.demo"]', "tasks = []"), "pools[0].tasks", "at least one"),
+        (GOOD.replace('worker_bind = "tcp://127.0.0.1:*"',
+                      'worker_bind = "tcp://127.0.0.1:*"\nspin_us = -1'),
+         "broker.spin_us", "must be in 0..10000"),
     ],
 )
 def test_bad_config_names_file_and_key(text, key, reason):
