@@ -113,13 +113,13 @@ class Broker:
                  *self.endpoints().values())
         actor.report_ready(self.endpoints())
         spin = SpinPoll(poller, self.cfg.spin_us / 1e6)
-        sent_work = False  # the last turn sent leases or outcomes: an answer is near
+        near = False  # the last turn's work makes an answer likely soon (state.handoff)
         while not signals.stop:
             now = time.monotonic()
             deadline = min(state.next_deadline(), self.acks_due) if self.acks else state.next_deadline()
             timeout_ms = 0 if self.again else max(0.0, deadline - now) * 1000
             self.again = False
-            events = spin.poll(self.heap.poll_timeout(timeout_ms), sent_work)
+            events = spin.poll(self.heap.poll_timeout(timeout_ms), near)
             if not events:
                 self.heap.idle()
             now = time.monotonic()
@@ -139,7 +139,7 @@ class Broker:
             state.tick(now)
             state.dispatch(now)
             out = state.take_outbox()
-            sent_work = bool(out.dispatch or out.outcomes)
+            near, state.handoff = state.handoff, False
             if committer is None:
                 self._flush(out)
             else:

@@ -1,19 +1,20 @@
-"""A poll that stays awake for a moment after the broker sent work, before it sleeps.
+"""A poll that stays awake for a moment when an answer is near, before it sleeps.
 
 On a virtual machine a CPU with nothing to run halts, and waking a thread on it
 goes through the host: about 25 us here against 4 us for a switch on a CPU that
 is awake (a pipe ping-pong between two processes, 2026-11-23). One round trip
 crosses about twelve such wake-ups (each hop wakes the sender's ZeroMQ I/O thread,
-the receiver's I/O thread and the receiving thread). After the broker sends a
-Dispatch or an outcome, the answer (a Report, the client's next submission) is
-usually a few hundred microseconds away; polling for it without sleeping keeps
-the broker's CPU awake, and yielding while it polls lets the threads of that
-answer run there instead of waking a halted CPU.
+the receiver's I/O thread and the receiving thread). When the broker hands a task
+to an idle worker, its Report is usually a few hundred microseconds away; when a
+worker's last result goes out, so is often the client's next submission. Polling
+for it without sleeping keeps the broker's CPU awake, and yielding while it polls
+lets the threads of that answer run there instead of waking a halted CPU.
 
-Spinning costs CPU, so it is bounded: only after a turn that sent work, for at most
-`spin_s`, and a spin that found nothing turns spinning off for BACKOFF_S. With
-sparse traffic that wastes at most spin_s / BACKOFF_S of a core; a loaded broker
-never waits, so it never spins; an idle one sends nothing, so it never spins.
+Spinning costs CPU, so it is bounded: only when the broker's state says an answer
+is near (BrokerState.handoff: never for a worker with a stream of leases, where it
+would only take CPU from the stream), for at most `spin_s`, and a spin that found
+nothing turns spinning off for BACKOFF_S. With sparse traffic that wastes at most
+spin_s / BACKOFF_S of a core; an idle broker hands nothing over and never spins.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ class SpinPoll:
         self.spins = 0  # spins started
         self.hits = 0  # spins that found something
 
-    def poll(self, timeout_ms: float, after_work: bool) -> dict:
+    def poll(self, timeout_ms: float, answer_near: bool) -> dict:
         """poller.poll(timeout_ms) as a dict, after a spin of up to spin_s (never past
-        timeout_ms) if the last turn sent work and no recent spin missed."""
+        timeout_ms) if an answer is near and no recent spin missed."""
         poll = self.poller.poll
-        if self.spin_s > 0 and after_work and timeout_ms > 0:
+        if self.spin_s > 0 and answer_near and timeout_ms > 0:
             clock = self.clock
             start = clock()
             if start >= self.rest_until:

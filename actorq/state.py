@@ -262,6 +262,11 @@ class BrokerState:
         self.duration_sum_s = 0.0
 
         self.outbox = Outbox()
+        # This turn gave work to a worker that held none, or a worker's last result
+        # left it holding none: an answer (its Report, the client's next submission)
+        # is likely near. The broker spins for it (spinpoll.py); a worker that holds
+        # other leases is a stream, where spinning would only take CPU from it.
+        self.handoff = False
 
     # ---- plumbing ------------------------------------------------------------------
 
@@ -926,6 +931,8 @@ class BrokerState:
         if succeeded:
             self.finished_total[SUCCEEDED] = self.finished_total.get(SUCCEEDED, 0) + succeeded
         self.duration_sum_s += duration_sum
+        if worker is not None and not worker.leased:
+            self.handoff = True
 
     def _succeeded_ignored(self, task: Task, now: float) -> None:
         """ignore_result: waiters learn it succeeded, dependents go on, nothing is kept."""
@@ -1114,6 +1121,7 @@ class BrokerState:
                 w = workers[ident]
                 leases = None
                 leased = w.leased
+                was_idle = not leased
                 want = min(w.credit, share)
                 while want > 0:
                     batch = self._pop_for(w, want)
@@ -1157,6 +1165,8 @@ class BrokerState:
                     want -= taken
                     progressed = progressed or taken > 0
                     self._next_token = token
+                if was_idle and leases:
+                    self.handoff = True
                 del ready[ident]
                 if w.credit > 0:
                     ready[ident] = None  # to the back of the round

@@ -134,6 +134,29 @@ def test_release_requeues_unstarted_leases_in_order_and_keeps_their_credit_spent
     assert [x.id for x in turn(s, 0.3).dispatch[W1]] == ["t3"]
 
 
+def test_handoff_says_when_an_answer_is_near_and_never_for_a_stream():
+    # (The broker spins for a near answer; see spinpoll.py.)
+    s = fresh()
+    s.on_worker(W1, worker_hello(credit=3), 0)
+    assert not s.handoff  # a hello hands nothing over
+    # A task given to a worker that held nothing: its Report is near
+    s.on_client(C, p.Submit([spec(0)]), 0)
+    first = turn(s).dispatch[W1]
+    assert s.handoff
+    s.handoff = False
+    # More tasks for a worker that already holds one: a stream
+    s.on_client(C, p.Submit([spec(1), spec(2)]), 0)
+    more = turn(s).dispatch[W1]
+    assert len(more) == 2 and not s.handoff
+    # A result that leaves the worker holding others: still a stream
+    s.on_worker(W1, p.Report([ok(first[0]), ok(more[0])]), 0.1)
+    turn(s, 0.1)
+    assert not s.handoff
+    # The last result: the worker is idle, the client's next submission may be near
+    s.on_worker(W1, p.Report([ok(more[1])]), 0.2)
+    assert turn(s, 0.2).outcomes[C] and s.handoff
+
+
 def test_validation_rejects_without_touching_other_tasks():
     s = fresh(max_payload_bytes=10)
     s.on_client(C, p.Submit([spec(0), spec(1, payload=b"x" * 11), spec(2, priority=256),
