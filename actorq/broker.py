@@ -113,7 +113,7 @@ class Broker:
                  *self.endpoints().values())
         actor.report_ready(self.endpoints())
         spin = SpinPoll(poller, self.cfg.spin_us / 1e6)
-        near = False  # the last turn's work makes an answer likely soon (state.handoff)
+        near = False  # the last turn makes an answer likely soon (Outbox.handoff)
         while not signals.stop:
             now = time.monotonic()
             deadline = min(state.next_deadline(), self.acks_due) if self.acks else state.next_deadline()
@@ -139,12 +139,12 @@ class Broker:
             state.tick(now)
             state.dispatch(now)
             out = state.take_outbox()
-            near, state.handoff = state.handoff, False
+            near = out.handoff
             if committer is None:
                 self._flush(out)
             else:
                 self._commit_then_send(committer, out)
-        self._stop()
+        self._stop(spin)
         return 0
 
     def _commit_then_send(self, committer: Committer, out: Outbox) -> None:
@@ -284,7 +284,7 @@ class Broker:
             if ack is not None:
                 self._send(self.clients, peer, ack)
 
-    def _stop(self) -> None:
+    def _stop(self, spin: SpinPoll) -> None:
         """Answer everything pending: clients waiting on tasks this broker will forget hear so."""
         state = self.state
         if self.committer is not None:
@@ -310,9 +310,10 @@ class Broker:
         self._release_acks(list(self.acks))
         s = state.stats(time.monotonic())
         log.info("broker %s stopping: submitted=%d finished=%s queued=%d running=%d "
-                 "bad_frames=%d stale_results=%d lost_on_stop=%d", state.instance,
-                 s.submitted_total, s.finished_total, state.queued, s.running,
-                 s.bad_frames_total, s.stale_results_total, lost)
+                 "bad_frames=%d stale_results=%d lost_on_stop=%d spins=%d (found an "
+                 "answer: %d)", state.instance, s.submitted_total, s.finished_total,
+                 state.queued, s.running, s.bad_frames_total, s.stale_results_total, lost,
+                 spin.spins, spin.hits)
         if state.journal:
             self.store.commit(state.journal, state.scheduled)
         if self.store is not None:

@@ -93,7 +93,7 @@ class TaskHandle(HandleBase):
         if self._ended():
             return True
         client = self._client
-        if client._wake_owed:  # nobody reads the socket yet: the I/O thread starts to
+        if client._wake_owed:  # its outcome may sit unread: the I/O thread reads it
             client._wake()
         return False
 

@@ -10,11 +10,12 @@ worker's last result goes out, so is often the client's next submission. Polling
 for it without sleeping keeps the broker's CPU awake, and yielding while it polls
 lets the threads of that answer run there instead of waking a halted CPU.
 
-Spinning costs CPU, so it is bounded: only when the broker's state says an answer
-is near (BrokerState.handoff: never for a worker with a stream of leases, where it
+Spinning costs CPU, so it is bounded: only when the turn says an answer is near
+(Outbox.handoff in state.py: never for a worker with a stream of leases, where it
 would only take CPU from the stream), for at most `spin_s`, and a spin that found
 nothing turns spinning off for BACKOFF_S. With sparse traffic that wastes at most
 spin_s / BACKOFF_S of a core; an idle broker hands nothing over and never spins.
+How many spins found their answer is in the broker's stopping log line.
 """
 
 from __future__ import annotations

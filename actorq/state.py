@@ -169,6 +169,11 @@ class Outbox:
     to_workers: list[tuple[bytes, object]] = field(default_factory=list)
     # Clients whose acknowledgements go out now, not held to ride with their outcomes.
     ack_now: set[bytes] = field(default_factory=set)
+    # The turn gave work to a worker that held none, or a worker's last result left
+    # it holding none: an answer (its Report, the client's next submission) is likely
+    # near, and the broker spins for it (spinpoll.py). A worker that holds other
+    # leases is a stream, where spinning would only take CPU from it.
+    handoff: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.accepted or self.rejected or self.outcomes or self.dispatch
@@ -262,11 +267,6 @@ class BrokerState:
         self.duration_sum_s = 0.0
 
         self.outbox = Outbox()
-        # This turn gave work to a worker that held none, or a worker's last result
-        # left it holding none: an answer (its Report, the client's next submission)
-        # is likely near. The broker spins for it (spinpoll.py); a worker that holds
-        # other leases is a stream, where spinning would only take CPU from it.
-        self.handoff = False
 
     # ---- plumbing ------------------------------------------------------------------
 
@@ -932,7 +932,7 @@ class BrokerState:
             self.finished_total[SUCCEEDED] = self.finished_total.get(SUCCEEDED, 0) + succeeded
         self.duration_sum_s += duration_sum
         if worker is not None and not worker.leased:
-            self.handoff = True
+            self.outbox.handoff = True
 
     def _succeeded_ignored(self, task: Task, now: float) -> None:
         """ignore_result: waiters learn it succeeded, dependents go on, nothing is kept."""
@@ -1166,7 +1166,7 @@ class BrokerState:
                     progressed = progressed or taken > 0
                     self._next_token = token
                 if was_idle and leases:
-                    self.handoff = True
+                    self.outbox.handoff = True
                 del ready[ident]
                 if w.credit > 0:
                     ready[ident] = None  # to the back of the round

@@ -138,23 +138,24 @@ def test_handoff_says_when_an_answer_is_near_and_never_for_a_stream():
     # (The broker spins for a near answer; see spinpoll.py.)
     s = fresh()
     s.on_worker(W1, worker_hello(credit=3), 0)
-    assert not s.handoff  # a hello hands nothing over
+    assert not turn(s).handoff  # a hello hands nothing over
     # A task given to a worker that held nothing: its Report is near
     s.on_client(C, p.Submit([spec(0)]), 0)
-    first = turn(s).dispatch[W1]
-    assert s.handoff
-    s.handoff = False
+    out = turn(s)
+    first = out.dispatch[W1]
+    assert out.handoff
     # More tasks for a worker that already holds one: a stream
     s.on_client(C, p.Submit([spec(1), spec(2)]), 0)
-    more = turn(s).dispatch[W1]
-    assert len(more) == 2 and not s.handoff
+    out = turn(s)
+    more = out.dispatch[W1]
+    assert len(more) == 2 and not out.handoff
     # A result that leaves the worker holding others: still a stream
     s.on_worker(W1, p.Report([ok(first[0]), ok(more[0])]), 0.1)
-    turn(s, 0.1)
-    assert not s.handoff
+    assert not turn(s, 0.1).handoff
     # The last result: the worker is idle, the client's next submission may be near
     s.on_worker(W1, p.Report([ok(more[1])]), 0.2)
-    assert turn(s, 0.2).outcomes[C] and s.handoff
+    out = turn(s, 0.2)
+    assert out.outcomes[C] and out.handoff
 
 
 def test_validation_rejects_without_touching_other_tasks():
