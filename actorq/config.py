@@ -42,7 +42,7 @@ class BrokerConfig(msgspec.Struct, **_strict):
     result_ttl: float = 86400.0  # seconds a finished task's result is kept
     max_deliveries: int = 5  # leases without a result (workers died) before a task fails
     kill_grace: float = 1.0  # seconds between SIGTERM and SIGKILL for a worker stuck in a task
-    spin_us: int = 300  # when an answer is near, poll this long before sleeping (spinpoll.py)
+    spin_us: int = 600  # when an answer is near, poll this long before sleeping (spinpoll.py)
 
 
 class HttpConfig(msgspec.Struct, **_strict):

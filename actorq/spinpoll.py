@@ -12,10 +12,15 @@ lets the threads of that answer run there instead of waking a halted CPU.
 
 Spinning costs CPU, so it is bounded: only when the turn says an answer is near
 (Outbox.handoff in state.py: never for a worker with a stream of leases, where it
-would only take CPU from the stream), for at most `spin_s`, and a spin that found
-nothing turns spinning off for BACKOFF_S. With sparse traffic that wastes at most
-spin_s / BACKOFF_S of a core; an idle broker hands nothing over and never spins.
-How many spins found their answer is in the broker's stopping log line.
+would only take CPU from the stream), for at most `spin_s`, and the spins that
+find nothing are paid from a budget (MISS_SHARE of a core, after a burst of
+MISS_BURST_S): with sparse traffic, where every spin misses, spinning stops until
+the budget has refilled enough for one more. A spin that finds its answer costs
+nothing from it: that CPU is the round trip's, not waste. A miss now and then in a
+stream of hits, as when the machine slows for a moment, does not turn spinning
+off; a fixed rest after each miss did, for 10 ms, in the slow spells where a round
+trip needs the spin most. An idle broker hands nothing over and never spins. How
+many spins found their answer is in the broker's stopping log line.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-BACKOFF_S = 0.01  # after a spin that found nothing, this long without spinning
+MISS_SHARE = 0.03  # spins that find nothing: at most this share of a core, over time
+MISS_BURST_S = 0.01  # and this much of them at once (or one whole spin, if longer)
 
 
 class SpinPoll:
@@ -34,18 +40,23 @@ class SpinPoll:
         self.poller = poller  # anything with zmq.Poller's poll(timeout_ms)
         self.spin_s = spin_s
         self.clock = clock
-        self.rest_until = 0.0  # no spinning before this, after a spin that missed
+        self.burst_s = max(MISS_BURST_S, spin_s)
+        self.budget_s = self.burst_s  # spinning that may still find nothing
+        self.budget_at = clock()  # when budget_s was last brought up to date
         self.spins = 0  # spins started
         self.hits = 0  # spins that found something
 
     def poll(self, timeout_ms: float, answer_near: bool) -> dict:
         """poller.poll(timeout_ms) as a dict, after a spin of up to spin_s (never past
-        timeout_ms) if an answer is near and no recent spin missed."""
+        timeout_ms) if an answer is near and the budget can pay for a whole miss."""
         poll = self.poller.poll
         if self.spin_s > 0 and answer_near and timeout_ms > 0:
             clock = self.clock
             start = clock()
-            if start >= self.rest_until:
+            budget = min(self.burst_s, self.budget_s + (start - self.budget_at) * MISS_SHARE)
+            self.budget_at = start
+            self.budget_s = budget
+            if budget >= self.spin_s:
                 self.spins += 1
                 end = start + min(self.spin_s, timeout_ms / 1000)
                 while True:
@@ -57,6 +68,6 @@ class SpinPoll:
                     if now >= end:
                         break
                     os.sched_yield()  # let what was woken here run here
-                self.rest_until = now + BACKOFF_S
+                self.budget_s = budget - (now - start)
                 timeout_ms = max(0.0, timeout_ms - (now - start) * 1000)
         return dict(poll(timeout_ms))

@@ -20,7 +20,7 @@ def test_good_config_has_defaults():
     assert cfg.pools[0].credit == 2  # one slot: its next task waits at the worker
     assert cfg.broker.max_payload_bytes == 10 * 1024 * 1024
     assert cfg.node.shutdown_grace == 30
-    assert cfg.broker.spin_us == 300
+    assert cfg.broker.spin_us == 600
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actorq.spinpoll import BACKOFF_S, SpinPoll
+from actorq.spinpoll import MISS_BURST_S, MISS_SHARE, SpinPoll
 
 
 class Script:
@@ -45,23 +45,60 @@ def test_a_spin_returns_what_arrives_while_it_spins_without_sleeping():
     assert (sp.spins, sp.hits) == (1, 1)
 
 
-def test_a_spin_that_misses_sleeps_out_the_rest_and_rests_before_the_next():
+def test_a_spin_that_misses_sleeps_out_the_rest_of_the_timeout():
     script = Script([])
     sp = spin_poll(script, spin_us=100)
     assert sp.poll(500.0, answer_near=True) == {"slept": 1}
     spun = script.calls[:-1]
     assert spun and set(spun) == {0} and len(spun) == pytest.approx(10, abs=1)
     assert script.calls[-1] == pytest.approx(500.0 - 0.1, abs=0.02)  # the spin's time is taken off
-    # Within BACKOFF_S of the miss, answer near or not, it sleeps at once
+    assert (sp.spins, sp.hits) == (1, 0)
+
+
+def miss(sp: SpinPoll, script: Script) -> bool:
+    """One poll with an answer near and none coming; True if it spun."""
     script.calls.clear()
-    assert sp.poll(500.0, answer_near=True) == {"slept": 1}
-    assert script.calls == [500.0]
-    # After it, it spins again
-    script.now += BACKOFF_S
-    script.calls.clear()
-    script.answers = [[("sock", 1)]]
-    assert sp.poll(500.0, answer_near=True) == {"sock": 1}
-    assert (sp.spins, sp.hits) == (2, 1)
+    sp.poll(500.0, answer_near=True)
+    return script.calls[0] == 0
+
+
+def test_misses_are_paid_from_a_budget_that_refills_at_a_share_of_the_time():
+    script = Script([])
+    sp = spin_poll(script, spin_us=100)
+    # A burst of misses, back to back, is allowed: MISS_BURST_S of spinning
+    burst = 0
+    while miss(sp, script):
+        burst += 1
+        assert burst < 1000
+    assert burst == pytest.approx(MISS_BURST_S / 100e-6, rel=0.1)
+    # Then it sleeps at once, until the time passed pays for one more whole spin
+    assert not miss(sp, script)
+    script.now += 100e-6 / MISS_SHARE / 2
+    assert not miss(sp, script)
+    script.now += 100e-6 / MISS_SHARE
+    assert miss(sp, script)
+    assert not miss(sp, script)
+    # So sparse traffic, every spin missing, costs at most MISS_SHARE of a core
+    spun_s, start = 0.0, script.now
+    for _ in range(2000):
+        script.now += 1e-3  # an answer near every millisecond, never coming in time
+        before = script.now
+        if miss(sp, script):
+            spun_s += script.now - before
+    assert spun_s / (script.now - start) <= MISS_SHARE * 1.05
+
+
+def test_spins_that_find_their_answer_cost_nothing_from_the_budget():
+    script = Script([])
+    sp = spin_poll(script, spin_us=100)
+    while miss(sp, script):  # an empty budget
+        pass
+    script.now += 100e-6 / MISS_SHARE  # enough for one spin
+    for _ in range(500):  # a stream of round trips, each answered within the spin
+        script.answers = [[], [], [("sock", 1)]]
+        assert sp.poll(500.0, answer_near=True) == {"sock": 1}
+    assert sp.hits == 500
+    assert miss(sp, script)  # the one spin it had is still there
 
 
 def test_a_spin_never_outlasts_the_timeout_and_zero_turns_it_off():
