@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _WHERE = {
-    "AsyncChainHandle": "aioclient",
-    "AsyncClient": "aioclient",
-    "AsyncGroupHandle": "aioclient",
-    "AsyncTaskHandle": "aioclient",
-    "ChainHandle": "client",
-    "Client": "client",
-    "GroupHandle": "client",
-    "TaskHandle": "client",
-    "progress": "context",
+    "AsyncChainHandle": "client.aio",
+    "AsyncClient": "client.aio",
+    "AsyncGroupHandle": "client.aio",
+    "AsyncTaskHandle": "client.aio",
+    "ChainHandle": "client.sync",
+    "Client": "client.sync",
+    "GroupHandle": "client.sync",
+    "TaskHandle": "client.sync",
+    "progress": "worker.context",
     "ActorqError": "errors",
     "BrokerUnavailable": "errors",
     "ConfigError": "errors",
@@ -34,9 +34,9 @@ _WHERE = {
     "TaskExpired": "errors",
     "TaskFailed": "errors",
     "TaskNotFound": "errors",
-    "TaskInfo": "protocol",
-    "TaskState": "protocol",
-    "task": "tasks",
+    "TaskInfo": "wire.protocol",
+    "TaskState": "wire.protocol",
+    "task": "tasks.registry",
 }
 
 __all__ = [
@@ -80,11 +80,20 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
-    from .aioclient import AsyncChainHandle, AsyncClient, AsyncGroupHandle, AsyncTaskHandle
-    from .client import ChainHandle, Client, GroupHandle, TaskHandle
-    from .context import progress
-    from .errors import (ActorqError, BrokerUnavailable, ConfigError, ResultTimeout,
-                         SubmitRejected, TaskCancelled, TaskError, TaskExpired, TaskFailed,
-                         TaskNotFound)
-    from .protocol import TaskInfo, TaskState
-    from .tasks import task
+    from .client.aio import AsyncChainHandle, AsyncClient, AsyncGroupHandle, AsyncTaskHandle
+    from .client.sync import ChainHandle, Client, GroupHandle, TaskHandle
+    from .errors import (
+        ActorqError,
+        BrokerUnavailable,
+        ConfigError,
+        ResultTimeout,
+        SubmitRejected,
+        TaskCancelled,
+        TaskError,
+        TaskExpired,
+        TaskFailed,
+        TaskNotFound,
+    )
+    from .tasks.registry import task
+    from .wire.protocol import TaskInfo, TaskState
+    from .worker.context import progress

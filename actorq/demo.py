@@ -6,8 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from .context import progress
-from .tasks import task
+from actorq.tasks.registry import task
+from actorq.worker.context import progress
 
 
 @task

@@ -16,7 +16,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .protocol import Stats
+from actorq.wire.protocol import Stats
 
 BROKER_UP = "actorq_broker_up"
 SUBMITTED = "actorq_tasks_submitted"  # exposed with the _total suffix

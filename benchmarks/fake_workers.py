@@ -14,7 +14,7 @@ import sys
 
 import zmq
 
-from actorq import protocol as p
+from actorq.wire import protocol as p
 
 NONE_RESULT = b"\xc0"  # msgpack of None
 

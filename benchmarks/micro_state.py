@@ -8,8 +8,12 @@ measures the code alone, for before/after checks of the hot path:
 """
 import sys, time
 sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else ".")
-from actorq import protocol as p
-from actorq.state import BrokerState
+try:
+    from actorq.wire import protocol as p
+    from actorq.broker.state import BrokerState
+except ImportError:  # a checkout from before the packages of issue 19
+    from actorq import protocol as p
+    from actorq.state import BrokerState
 N=20000
 def t(f, reps=9):
     r=[]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import zmq
 
-from actorq import protocol as p
-from actorq.tasks import encode_args
+from actorq.wire import protocol as p
+from actorq.wire.payload import encode_args
 
 
 def _connect(address: str) -> zmq.Socket:

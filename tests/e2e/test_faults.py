@@ -10,7 +10,8 @@ import msgspec
 import pytest
 import zmq
 
-from actorq import BrokerUnavailable, TaskFailed, protocol as p
+from actorq import BrokerUnavailable, TaskFailed
+from actorq.wire import protocol as p
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(90)

@@ -142,7 +142,7 @@ def test_expires_and_delay_and_eta(node, client):
     (dict(expires="soon"), "expires"), (dict(retry_on=(int,)), "retry_on"),
 ])
 def test_options_that_make_no_sense_are_rejected_naming_the_option(bad, match):
-    from actorq.session import Session
+    from actorq.client.session import Session
 
     with pytest.raises(SubmitRejected, match=match):
         Session("tcp://127.0.0.1:1").build(f"{L}:double", (1,), None, bad)

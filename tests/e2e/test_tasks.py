@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-import actorq.client
+import actorq.client.sync_io
 from actorq import (
     AsyncClient,
     BrokerUnavailable,
@@ -171,7 +171,7 @@ def test_one_client_shared_by_threads_serves_every_waiter(node, client):
 def test_done_turns_true_for_a_submission_that_nobody_waits_on(node, client, monkeypatch):
     # Given a client whose I/O thread would only look at the socket by itself once a
     # minute (its ping), after round trips whose callers read the answers themselves
-    monkeypatch.setattr(actorq.client, "PING_INTERVAL_S", 60.0)
+    monkeypatch.setattr(actorq.client.sync_io, "PING_INTERVAL_S", 60.0)
     c = client(node(workers=1))
     for i in range(5):
         assert c.submit("actorq.demo:double", (i,)).result(timeout=10) == 2 * i

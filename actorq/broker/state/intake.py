@@ -1,0 +1,220 @@
+"""Submissions: checking them, accepting them into the table, and who hears the outcome.
+
+The hot path of every task starts here (`_submit`): a plain task costs one check,
+one Task and one deque append, a batch's queue lane found once.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+from actorq.broker.state.records import CANCELLED, EXPIRED, PENDING, QUEUED, SUCCEEDED, Task
+from actorq.tasks.options import broker_check
+from actorq.wire import protocol as p
+
+MAX_ID_LENGTH = 128
+MAX_PRIORITY = 255
+MAX_INTERNED = 10_000  # distinct task names and queue names kept as shared strings
+# Payloads this short are kept as one shared copy per distinct value (up to
+# MAX_INTERNED of them): a task without arguments, or with the same few small ones
+# (a cron job, "refresh the cache"), is common, and each decoded copy of its 3-16
+# byte payload is a 48-64 byte object per queued task. Longer payloads are rarely
+# equal and are not worth the lookup.
+SHARED_PAYLOAD_BYTES = 16
+
+
+class Intake:
+    """Part of BrokerState (see state.py): clients' submissions, watches and queries."""
+
+    def _reject(self, peer: bytes, task_id: str, code: str, message: str) -> None:
+        self.rejected_total += 1
+        self.outbox.rejected.setdefault(peer, []).append(p.Rejection(task_id, code, message))
+
+    def _submit(self, peer: bytes, specs: list[p.TaskSpec], now: float) -> None:
+        wall = now + self.wall_offset
+        accepted = self.outbox.accepted.get(peer)
+        if accepted is None:
+            accepted = self.outbox.accepted[peer] = []
+        tasks = self.tasks
+        queues = self.queues
+        depth = self.depth
+        max_payload = self.max_payload_bytes
+        strings = self._strings
+        payloads = self._payloads
+        journal = self.journal
+        if len(strings) > MAX_INTERNED:
+            strings.clear()  # a flood of distinct names must not grow this forever
+        if len(payloads) > MAX_INTERNED:
+            payloads.clear()  # nor one of distinct small arguments
+        added = 0
+        lane_queue: str | None = None  # the queue and priority the last task went to
+        lane_priority = lane_added = 0
+        lane: deque[Task] = deque()
+        for spec in specs:
+            tid = spec.id
+            existing = tasks.get(tid)
+            if existing is not None:
+                # A resubmission of an id we hold (client retry): a no-op that answers as
+                # the first submission did, and makes sure this peer hears the outcome.
+                accepted.append(tid)
+                self._add_watcher(existing, peer)
+                continue
+            name, queue, priority = spec.name, spec.queue, spec.priority
+            opts = spec.opts
+            # One cheap test on the hot path; the detailed one only when it fails.
+            if (self.draining or len(spec.payload) > max_payload or ":" not in name or not queue
+                    or not 0 <= priority <= MAX_PRIORITY or not 0 < len(tid) <= MAX_ID_LENGTH):
+                self._reject(peer, tid, *self._validate(spec))
+                continue
+            # Every task of a batch decodes its own copy of the same name and queue
+            # strings; keeping one copy of each saves ~120 bytes per queued task.
+            name = strings.setdefault(name, name)
+            queue = strings.setdefault(queue, queue)
+            if opts is not None:
+                self._submit_with_options(peer, spec, name, queue, opts, now, accepted)
+                continue
+            payload = spec.payload
+            if len(payload) <= SHARED_PAYLOAD_BYTES:
+                payload = payloads.setdefault(payload, payload)
+            task = Task(tid, name, payload, queue, priority, QUEUED, wall, watchers=peer)
+            tasks[tid] = task
+            if journal is not None:
+                journal.changed[tid] = task
+            # A batch is usually one queue and one priority: find its lane once.
+            if queue is not lane_queue or priority != lane_priority:
+                if lane_queue is not None:
+                    depth[lane_queue] += lane_added
+                lane_queue, lane_priority, lane_added = queue, priority, 0
+                lane = (queues.get(queue) or self._new_queue(queue)).lane(priority)
+            lane.append(task)
+            lane_added += 1
+            accepted.append(tid)
+            added += 1
+        if lane_queue is not None:
+            depth[lane_queue] += lane_added
+        self.queued += added
+        self.submitted_total += added
+
+    def _submit_with_options(self, peer: bytes, spec: p.TaskSpec, name: str, queue: str,
+                             opts: p.Options, now: float, accepted: list[str]) -> None:
+        """The submit path of a task with lifecycle options (its own accounting)."""
+        tid = spec.id
+        problem = broker_check(opts)
+        if problem:
+            self._reject(peer, tid, "bad_option", problem)
+            return
+        tasks = self.tasks
+        if opts.key is not None:
+            first = tasks.get(self.keys.get(opts.key, ""))
+            if first is not None:
+                # Idempotent resubmission: answer with the first task and watch it.
+                accepted.append(tid)
+                self.outbox.aliases.setdefault(peer, {})[tid] = first.id
+                self._add_watcher(first, peer)
+                return
+        deps = opts.depends_on
+        if deps:
+            for d in deps:
+                if d not in tasks:
+                    self._reject(peer, tid, "bad_option", f"depends_on: no task {d!r} on this "
+                                 "broker (never submitted, not yet acknowledged, or purged)")
+                    return
+        wall = now + self.wall_offset
+        task = Task(tid, name, spec.payload, queue, spec.priority, PENDING, wall, watchers=peer,
+                    opts=opts)
+        tasks[tid] = task
+        self._touch(task)
+        accepted.append(tid)
+        self.submitted_total += 1
+        if opts.key is not None:
+            self.keys[opts.key] = tid
+        if opts.expires_at:
+            if opts.expires_at <= wall:
+                self._finish(task, EXPIRED, now, error="Expired: its deadline had passed "
+                             "when it was submitted")
+                return
+            heapq.heappush(self.expiries, (opts.expires_at - self.wall_offset, tid))
+        if deps:
+            waiting = 0
+            for i, d in enumerate(deps):
+                dep = tasks[d]
+                if dep.state is SUCCEEDED:
+                    if i == 0 and opts.pipe:
+                        self.piped[tid] = dep.value
+                elif dep.state in p.FINAL_STATES:
+                    self._finish(task, CANCELLED, now, error=self._dependency_error(dep))
+                    return
+                else:
+                    waiting += 1
+                    self.dependents.setdefault(d, []).append(tid)
+            if waiting:
+                self.waiting[tid] = waiting
+                return
+        self._release(task, now)
+        return
+
+    def _validate(self, spec: p.TaskSpec) -> tuple[str, str]:
+        if self.draining:
+            return "draining", "the broker is shutting down and takes no new work"
+        if not spec.id or len(spec.id) > MAX_ID_LENGTH:
+            return "bad_option", f"task id must be 1..{MAX_ID_LENGTH} characters"
+        if len(spec.payload) > self.max_payload_bytes:
+            return ("too_large", f"payload of {len(spec.payload)} bytes is over the "
+                    f"{self.max_payload_bytes}-byte limit")
+        if ":" not in spec.name:
+            return "bad_option", f"task name {spec.name!r} is not of the form 'module:function'"
+        if not spec.queue:
+            return "bad_option", "queue must be a non-empty string"
+        return "bad_option", f"priority {spec.priority} is outside 0..{MAX_PRIORITY}"
+
+    def _add_watcher(self, task: Task, peer: bytes) -> None:
+        if task.state in p.FINAL_STATES:
+            self.outbox.outcomes.setdefault(peer, []).append(self._outcome(task))
+        elif task.watchers is None:
+            task.watchers = peer
+        elif isinstance(task.watchers, bytes):
+            if task.watchers != peer:
+                task.watchers = [task.watchers, peer]
+        elif peer not in task.watchers:
+            task.watchers.append(peer)
+
+    def _notify(self, watchers: bytes | list[bytes], outcome: p.Outcome) -> None:
+        """Queue a task's outcome for every client watching it."""
+        outcomes = self.outbox.outcomes
+        for peer in ((watchers,) if watchers.__class__ is bytes else watchers):
+            lst = outcomes.get(peer)
+            if lst is None:
+                outcomes[peer] = [outcome]
+            else:
+                lst.append(outcome)
+
+    def _watch(self, peer: bytes, ids: list[str]) -> None:
+        for tid in ids:
+            task = self.tasks.get(tid)
+            if task is None:
+                out = p.Outcome(tid, "unknown", error=f"no task {tid!r} on this broker")
+                self.outbox.outcomes.setdefault(peer, []).append(out)
+            else:
+                self._add_watcher(task, peer)
+
+    @staticmethod
+    def _outcome(task: Task) -> p.Outcome:
+        return p.Outcome(task.id, task.state, task.value, task.error, task.traceback)
+
+    def _info(self, task: Task | None) -> p.TaskInfo | None:
+        if task is None:
+            return None
+        w = self.workers.get(task.worker) if task.worker else None
+        prog = self.progress.get(task.id) if self.progress else None
+        return p.TaskInfo(
+            id=task.id, name=task.name, queue=task.queue, priority=task.priority,
+            state=task.state, attempts=task.attempts,
+            worker=w.name if w else (task.worker.decode(errors="replace") if task.worker else None),
+            submitted_at=task.submitted_at, started_at=task.started_at,
+            finished_at=task.finished_at, error=task.error,
+            scheduled_for=self.scheduled.get(task.id, 0.0),
+            progress=prog[0] if prog else None, progress_info=prog[1] if prog else None,
+            retries=task.opts.retries if task.opts else 0,
+            depends_on=task.opts.depends_on if task.opts else None,
+        )

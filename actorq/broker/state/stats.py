@@ -1,0 +1,67 @@
+"""What the broker counts, and the Stats snapshot clients, /metrics and /health read."""
+
+from __future__ import annotations
+
+from actorq.broker.state.dispatch import DURATION_BUCKETS_S
+from actorq.broker.state.records import SUCCEEDED
+from actorq.wire import protocol as p
+
+
+class Statistics:
+    """Part of BrokerState (see state.py): counters and the stats() snapshot."""
+
+    def _init_stats(self) -> None:
+        self.submitted_total = 0
+        self.finished_total: dict[str, int] = {}
+        self.rejected_total = 0
+        self.bad_frames_total = 0
+        self.stale_results_total = 0
+        self.retries_total = 0
+        self.worker_restarts: dict[str, int] = {}
+        self.duration_counts = [0] * (len(DURATION_BUCKETS_S) + 1)
+        self.duration_sum_s = 0.0
+
+    def _count_results(self, succeeded: int, in_shortest: int, duration_sum: float) -> None:
+        """A batch of results, counted once (the shortest bucket counted by the caller)."""
+        self.duration_counts[0] += in_shortest
+        if succeeded:
+            self.finished_total[SUCCEEDED] = self.finished_total.get(SUCCEEDED, 0) + succeeded
+        self.duration_sum_s += duration_sum
+
+    def stats(self, now: float) -> p.Stats:
+        alive: dict[str, int] = {}
+        running = 0
+        for w in self.workers.values():
+            alive[w.pool] = alive.get(w.pool, 0) + 1
+            running += len(w.leased)
+        sups = {}
+        for s in self.supervisors.values():
+            if s.failed:
+                sups[s.pool] = "failed"
+            elif now - s.last_seen <= self.liveness_s:
+                sups[s.pool] = "up"
+            else:
+                sups.setdefault(s.pool, "lost")
+        return p.Stats(
+            instance=self.instance,
+            uptime_s=now - self.started,
+            submitted_total=self.submitted_total,
+            finished_total={str(k): v for k, v in self.finished_total.items()},
+            queue_depth=dict(self.depth),
+            running=running,
+            workers_alive=alive,
+            worker_restarts=dict(self.worker_restarts),
+            supervisors=sups,
+            duration_buckets=list(DURATION_BUCKETS_S),
+            duration_counts=list(self.duration_counts),
+            duration_sum_s=self.duration_sum_s,
+            bad_frames_total=self.bad_frames_total,
+            stale_results_total=self.stale_results_total,
+            rejected_total=self.rejected_total,
+            draining=self.draining,
+            scheduled=len(self.scheduled),
+            pending=len(self.waiting),
+            dead=len(self.dead),
+            retries_total=self.retries_total,
+            cron_fired_total=self.cron_fired_total,
+        )

@@ -1,0 +1,105 @@
+"""The task table: every task by id, the named queues, and what a commit must write.
+
+Owns `tasks`, the queues with their live depth, the interned strings and small
+payloads that keep a million queued tasks small, the journal of changed tasks
+(durable stores only), and the finished tasks waiting for their result TTL to be
+forgotten.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from actorq.broker.state.queues import TaskQueue
+from actorq.broker.state.records import QUEUED, Task, _is_queued
+from actorq.storage.journal import Journal
+from actorq.wire import protocol as p
+
+PURGE_BATCH = 1_000  # finished tasks forgotten per loop turn: ~2 ms with storage
+
+
+class TaskTable:
+    """Part of BrokerState (see state.py): the tasks and their queues."""
+
+    def _init_table(self, durable: bool) -> None:
+        self.tasks: dict[str, Task] = {}
+        self._strings: dict[str, str] = {}
+        self._payloads: dict[bytes, bytes] = {}  # see intake.SHARED_PAYLOAD_BYTES
+        self.queues: dict[str, TaskQueue[Task]] = {}
+        self.depth: dict[str, int] = {}  # live queued tasks per queue
+        self.queued = 0
+        self._finished: deque[tuple[float, str]] = deque()  # (expires_at, id) in finish order
+        # With a durable store: what this turn changed, for the broker to commit before
+        # it sends anything. None in memory, so the hot paths skip it with one test.
+        self.journal: Journal | None = Journal() if durable else None
+        self.durable = durable
+
+    def take_journal(self) -> Journal:
+        """The changes since the last call, for a commit; the table starts a new journal."""
+        journal, self.journal = self.journal, Journal()
+        return journal
+
+    def _touch(self, task: Task) -> None:
+        """Note a changed task for the next group commit (durable stores only)."""
+        if self.journal is not None:
+            self.journal.changed[task.id] = task
+
+    def _new_queue(self, name: str) -> TaskQueue[Task]:
+        q = self.queues[name] = TaskQueue(_is_queued)
+        self.depth.setdefault(name, 0)
+        return q
+
+    def _queue(self, task: Task) -> None:
+        self._touch(task)
+        task.state = QUEUED
+        (self.queues.get(task.queue) or self._new_queue(task.queue)).push(task)
+        self.depth[task.queue] += 1
+        self.queued += 1
+
+    def _requeue(self, task: Task) -> None:
+        """Put a leased task back at the front of its priority: it was there first."""
+        q = self.queues.get(task.queue) or self._new_queue(task.queue)
+        self._touch(task)
+        task.state = QUEUED
+        if task.run is not None:
+            task.run.worker = None  # the token stays: see _results
+        q.push_front(task)
+        self.depth[task.queue] += 1
+        self.queued += 1
+
+    def _unqueue(self, task: Task) -> None:
+        """Account for a queued task leaving the queue other than by pop (lazy removal)."""
+        self.depth[task.queue] -= 1
+        self.queued -= 1
+
+    def _forget(self, task: Task) -> None:
+        """Drop a task and everything kept about it."""
+        tid = task.id
+        self.tasks.pop(tid, None)
+        self.dead.pop(tid, None)
+        if self.journal is not None:
+            self.journal.changed.pop(tid, None)
+            self.journal.deleted.add(tid)
+        if self.progress:
+            self.progress.pop(tid, None)
+        if self.retry_base:
+            self.retry_base.pop(tid, None)
+        if self.piped:
+            self.piped.pop(tid, None)
+        opts = task.opts
+        if opts is not None and opts.key is not None and self.keys.get(opts.key) == tid:
+            del self.keys[opts.key]
+
+    def _purge(self, now: float) -> None:
+        finished = self._finished
+        tasks = self.tasks
+        for _ in range(PURGE_BATCH):
+            if not finished or finished[0][0] > now:
+                return
+            _, tid = finished.popleft()
+            task = tasks.get(tid)
+            if task is not None and task.state in p.FINAL_STATES:
+                if task.opts is None and not self.progress and self.journal is None:
+                    del tasks[tid]
+                else:
+                    self._forget(task)

@@ -1,0 +1,39 @@
+"""`actorq run` and `actorq check`: start a node from its config, or only check the config."""
+
+from __future__ import annotations
+
+import argparse
+
+from actorq.cli.common import EXIT_CONFIG, EXIT_OK, load_config, setup_logging
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run a node: the broker, gateway and worker pools a "
+                         "config names")
+    run.add_argument("config", help="path to a TOML config, e.g. configs/local.toml")
+    run.add_argument("--ready-file", help="write the resolved endpoints here as JSON once "
+                     "every actor is up")
+    run.set_defaults(func=run_node)
+
+    check = sub.add_parser("check", help="validate a config file and exit")
+    check.add_argument("config")
+    check.set_defaults(func=check_config)
+
+
+def run_node(args: argparse.Namespace) -> int:
+    from actorq.node import node
+
+    cfg = load_config(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    setup_logging(cfg.node.log_level, "node")
+    return node.run(cfg, args.ready_file)
+
+
+def check_config(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    print(f"{args.config}: ok ({'broker, ' if cfg.broker else ''}"
+          f"{'http, ' if cfg.http else ''}{len(cfg.pools)} pool(s))")
+    return EXIT_OK

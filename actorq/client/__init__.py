@@ -1,0 +1,1 @@
+"""The client library: Client (sync), AsyncClient, and the session they share."""

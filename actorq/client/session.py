@@ -1,0 +1,473 @@
+"""The client's logic without I/O, shared by Client and AsyncClient.
+
+It builds and validates task specs, batches what is to be sent, applies what the
+broker answers to the handles waiting on it, and notices a restarted broker.
+The two clients only move bytes and wake waiters.
+
+Task ids are made here: milliseconds since the epoch first (so ids sort by
+creation time, which keeps the SQLite store's inserts local), then a per-client
+random prefix of 40 bits and a counter (so two clients never collide). 31
+characters, not more: CPython stores a string of up to 31 ASCII characters in an
+80-byte block and one of 32 to 47 in a 96-byte one, and the broker keeps one id
+per task (16 MB of a million-task backlog).
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from actorq.errors import (
+    BrokerUnavailable,
+    SubmitRejected,
+    TaskNotFound,
+)
+from actorq.node.config import DEFAULT_MAX_PAYLOAD_BYTES
+from actorq.tasks import cron as crons
+from actorq.tasks.options import SUBMIT_OPTIONS
+from actorq.tasks.options import build as build_options
+from actorq.tasks.registry import lookup
+from actorq.wire import protocol as p
+from actorq.wire.payload import encode_args
+
+if TYPE_CHECKING:
+    from actorq.client.handles import HandleBase
+
+SUBMIT_BATCH = 1000  # tasks per Submit message at most
+PIPELINE_CHUNK = 5000  # submit_many hands this many tasks at a time to the sender
+SUBMIT_OVERHEAD_BYTES = 128  # per task, beyond its payload, when sizing a batch
+PING_INTERVAL_S = 1.0  # how often a client checks the broker is there and unchanged
+SILENCE_LIMIT_S = 30.0  # a broker silent this long fails every wait with BrokerUnavailable
+
+
+class Request:
+    """A request awaiting its reply (status, cancel, stats)."""
+
+    __slots__ = ("reply", "error", "future")
+
+    def __init__(self) -> None:
+        self.reply: Any = None
+        self.error: Exception | None = None
+        self.future: Any = None
+
+
+class Session:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.prefix = secrets.token_hex(5)
+        self.identity = f"c-{self.prefix}".encode()
+        self._counter = itertools.count(1)
+        self._base = ""  # new_id's millisecond prefix, and until when it holds
+        self._base_until = 0.0
+        self._req = itertools.count(1)
+        self.outbox: deque[p.TaskSpec] = deque()
+        self.control: deque[object] = deque()
+        self.handles: dict[str, HandleBase] = {}  # waiting for an outcome
+        # More handles waiting on an id that already has one (idempotency keys).
+        self.also: dict[str, list[HandleBase]] = {}
+        self.unacked: dict[str, p.TaskSpec] = {}  # sent or queued, not yet accepted
+        self.requests: dict[int, Request] = {}
+        self.completed: list[HandleBase] = []  # done since the driver last looked
+        self.answered: list[Request] = []  # likewise for requests
+        self.instance: str | None = None
+        self.max_payload_bytes = DEFAULT_MAX_PAYLOAD_BYTES
+        self.durable = False  # the broker said its tasks survive its restart
+        self.last_heard = time.monotonic()
+        self.next_ping = 0.0
+        # A submission someone waits on the acknowledgement of is queued: the next
+        # Submit asks for its acks at once (see p.Submit.ack_later).
+        self.ack_wanted = False
+        self.control.append(p.Hello(version=p.PROTOCOL_VERSION, role="client"))
+
+    # ---- building submissions ------------------------------------------------------
+
+    def _id_base(self) -> str:
+        return f"{int(time.time() * 1000):011x}-{self.prefix}"
+
+    def new_id(self) -> str:
+        # The zero-padded counter keeps ids of one millisecond in submission order.
+        # The millisecond part is formatted once a millisecond, not once an id: a
+        # tight loop of submit() spent a fifth of its time building it.
+        now = time.monotonic()
+        if now >= self._base_until:
+            self._base = self._id_base()
+            self._base_until = now + 0.001
+        return f"{self._base}{next(self._counter):09x}"
+
+    def _options(self, name: Any, overrides: dict[str, Any]
+                 ) -> tuple[str, str, int, p.Options | None]:
+        """Check a submission's name and options, starting from its @task defaults.
+
+        `name` may be the @task function itself. Defaults apply when this process has
+        the task registered (submitting the function, or having imported its module).
+        Raises SubmitRejected("bad_option", ...) naming the option at fault.
+        """
+        if overrides:
+            unknown = overrides.keys() - SUBMIT_OPTIONS
+            if unknown:
+                raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
+        if name.__class__ is not str:
+            name = getattr(name, "actorq_name", name)
+        if not isinstance(name, str) or ":" not in name:
+            raise SubmitRejected("bad_option",
+                                 f"task name {name!r} is not of the form 'module:function'")
+        tdef = lookup(name)
+        if tdef is None or not tdef.defaults:
+            if not overrides:  # the common case: a plain task, nothing to check or build
+                return name, "default", 0, None
+            merged = overrides
+        else:
+            merged = {**tdef.defaults, **overrides}
+        queue, priority, opts = build_options(merged, time.time())
+        return name, queue, priority, opts
+
+    def _payload(self, args: Any, kwargs: dict | None) -> bytes:
+        if args is None:
+            args = ()
+        elif not isinstance(args, (tuple, list)):
+            raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs must be a dict, got {type(kwargs).__name__}")
+        payload = encode_args(args, kwargs)
+        if len(payload) > self.max_payload_bytes:
+            raise SubmitRejected("too_large", f"arguments encode to {len(payload)} bytes, over "
+                                 f"the broker's {self.max_payload_bytes}-byte limit")
+        return payload
+
+    def build(self, name: Any, args: Any, kwargs: dict | None,
+              overrides: dict[str, Any]) -> p.TaskSpec:
+        """Validate and encode one submission; raises before anything is sent."""
+        name, queue, priority, opts = self._options(name, overrides)
+        return p.TaskSpec(self.new_id(), name, self._payload(args, kwargs), queue, priority, opts)
+
+    def prepare_many(self, items: Iterable[tuple], overrides: dict[str, Any]) -> list[tuple]:
+        """Validate and encode every item: the only step of a batch submission that can
+        fail, so a bad item raises before anything is queued. Errors name the item."""
+        prepared = []
+        resolved: dict[Any, tuple] = {}  # options once per distinct name
+        encode = encode_args
+        limit = self.max_payload_bytes
+        for i, item in enumerate(items):
+            # The usual item, (name string, args tuple or list), checked inline: this
+            # loop runs before anything is sent, so its cost is never overlapped.
+            if item.__class__ is tuple and len(item) == 2:
+                fn, args = item
+                if (fn.__class__ is str and (args.__class__ is tuple or args.__class__ is list)
+                        and fn in resolved):
+                    try:
+                        payload = encode(args, None)
+                    except TypeError as exc:
+                        raise TypeError(f"item {i}: {exc}") from None
+                    if len(payload) <= limit:
+                        prepared.append((resolved[fn], payload))
+                        continue
+            try:
+                if not isinstance(item, tuple) or not 1 <= len(item) <= 3:
+                    raise TypeError(f"expected (name, args) or (name, args, kwargs), "
+                                    f"got {item!r}")
+                fn = item[0]
+                opts = resolved.get(fn) if isinstance(fn, str) else None
+                if opts is None:
+                    opts = self._options(fn, overrides)
+                    if isinstance(fn, str):
+                        resolved[fn] = opts
+                payload = self._payload(item[1] if len(item) > 1 else (),
+                                        item[2] if len(item) > 2 else None)
+            except TypeError as exc:
+                raise TypeError(f"item {i}: {exc}") from None
+            except SubmitRejected as exc:
+                raise SubmitRejected(exc.code, f"item {i}: {exc.message}") from None
+            prepared.append((opts, payload))
+        return prepared
+
+    def specs(self, prepared: list[tuple]) -> list[p.TaskSpec]:
+        """Task specs (with ids) for prepared items; cannot fail."""
+        base = self._id_base()
+        counter = self._counter
+        Spec = p.TaskSpec
+        return [Spec(f"{base}{next(counter):09x}", name, payload, queue, priority, opts)
+                for (name, queue, priority, opts), payload in prepared]
+
+    def build_many(self, items: Iterable[tuple], overrides: dict[str, Any]) -> list[p.TaskSpec]:
+        """Validate and encode every item before any is queued; errors name the item."""
+        return self.specs(self.prepare_many(items, overrides))
+
+    def build_chain(self, items: Iterable[tuple], overrides: dict[str, Any],
+                    piped: bool) -> list[p.TaskSpec]:
+        """Specs for a chain (each step depends on, and when `piped` receives the result
+        of, the one before) or a group (`piped` False and no links)."""
+        specs = self.build_many(items, overrides)
+        if not specs:
+            raise SubmitRejected("bad_option", "a chain or group needs at least one task")
+        if not piped:
+            return specs
+        out = [specs[0]]
+        for spec in specs[1:]:
+            prev = out[-1].id
+            o = spec.opts or p.Options()
+            extra = [d for d in (o.depends_on or []) if d != prev]
+            opts = msgspec.structs.replace(o, depends_on=[prev, *extra], pipe=True)
+            out.append(msgspec.structs.replace(spec, opts=opts))
+        return out
+
+    def add(self, spec: p.TaskSpec, handle: HandleBase) -> None:
+        self.handles[spec.id] = handle
+        self.unacked[spec.id] = spec
+        if spec.opts is not None and needs_ack(spec):
+            self.ack_wanted = True  # set before the spec is in the outbox
+        self.outbox.append(spec)
+
+    def add_many(self, specs: list[p.TaskSpec], handles: list[HandleBase]) -> None:
+        """add() for a batch, in the same order: handles and unacked before the outbox,
+        so the I/O thread never sends a spec it could not match an answer to. Each
+        step is one C-level call, never interrupted by the I/O thread."""
+        ids = [spec.id for spec in specs]
+        self.handles.update(zip(ids, handles))
+        self.unacked.update(zip(ids, specs))
+        if any(spec.opts is not None and needs_ack(spec) for spec in specs):
+            self.ack_wanted = True
+        self.outbox.extend(specs)
+
+    def want_acks(self) -> None:
+        """flush(): have the broker send what it acknowledged now, not with outcomes."""
+        self.ack_wanted = True
+        if self.unacked:
+            self.control.append(p.Ping())
+
+    def request(self, make: Any) -> tuple[int, Request]:
+        req = next(self._req)
+        slot = self.requests[req] = Request()
+        self.control.append(make(req))
+        return req, slot
+
+    def watch(self, handle: HandleBase) -> None:
+        self.handles[handle.id] = handle
+        self.control.append(p.Watch([handle.id]))
+
+    # ---- output ----------------------------------------------------------------------
+
+    def take_messages(self, now: float) -> list[bytes]:
+        """Everything due to go out now, encoded, batched."""
+        # Submissions go first: a status, watch or cancel request made after a
+        # submit must reach the broker after it.
+        out: list[bytes] = []
+        outbox = self.outbox
+        budget = self.max_payload_bytes
+        later = not self.ack_wanted
+        self.ack_wanted = False
+        while outbox:
+            n = min(len(outbox), SUBMIT_BATCH)
+            batch = [outbox.popleft() for _ in range(n)]
+            if sum(len(s.payload) + len(s.name) for s in batch) + n * SUBMIT_OVERHEAD_BYTES <= budget:
+                out.append(p.encode(p.Submit(batch, later)))
+                continue
+            # Large payloads: split so every message stays under the broker's limit.
+            outbox.extendleft(reversed(batch))
+            batch = []
+            size = 0
+            while outbox and len(batch) < SUBMIT_BATCH:
+                spec = outbox[0]
+                cost = len(spec.payload) + len(spec.name) + SUBMIT_OVERHEAD_BYTES
+                if batch and size + cost > budget:
+                    break
+                batch.append(outbox.popleft())
+                size += cost
+            out.append(p.encode(p.Submit(batch, later)))
+        control = self.control
+        while control:  # popleft, not iteration: user threads may append meanwhile
+            out.append(p.encode(control.popleft()))
+        if now >= self.next_ping:
+            self.next_ping = now + PING_INTERVAL_S
+            out.append(p.encode(p.Ping()))
+        return out
+
+    # ---- input -----------------------------------------------------------------------
+
+    def _done(self, handle: HandleBase) -> None:
+        self.completed.append(handle)
+
+    def on_message(self, msg: object, now: float) -> None:
+        self.last_heard = now
+        match msg:
+            case p.Outcomes(items=items, accepted=accepted):
+                if accepted is not None:
+                    self._accepted(accepted)
+                # One per finished task: the methods are looked up once a message.
+                take_handle = self.handles.pop
+                unacked_pop = self.unacked.pop
+                settled = self.completed.append
+                also = self.also
+                for out in items:
+                    tid = out.id
+                    h = take_handle(tid, None)
+                    if h is not None:
+                        h._outcome = out
+                        unacked_pop(tid, None)
+                        settled(h)
+                        if also:
+                            for extra in also.pop(tid, ()):
+                                extra._outcome = out
+                                settled(extra)
+            case p.Accepted() as accepted:
+                self._accepted(accepted)
+            case p.Rejected(items=items):
+                for r in items:
+                    self.unacked.pop(r.id, None)
+                    h = self.handles.pop(r.id, None)
+                    if h is not None:
+                        h._error = SubmitRejected(r.code, r.message, r.id)
+                        self._done(h)
+            case (p.Infos(req=req) | p.CancelReply(req=req) | p.StatsReply(req=req)
+                  | p.Done(req=req) | p.CronsReply(req=req)):
+                slot = self.requests.pop(req, None)
+                if slot is not None:
+                    slot.reply = msg
+                    self.answered.append(slot)
+            case p.Pong(instance=instance):
+                self._check_instance(instance)
+            case p.Welcome() as w:
+                self.max_payload_bytes = w.max_payload_bytes
+                self.durable = w.durable
+                self._check_instance(w.instance)
+            case p.Error(code=code, message=message, req=req):
+                err: Exception = (BrokerUnavailable(message) if code == "protocol_version"
+                                  else SubmitRejected(code, message))
+                slot = self.requests.pop(req, None) if req else None
+                if slot is not None:
+                    slot.error = err
+                    self.answered.append(slot)
+                elif code == "protocol_version":
+                    self.fail_all(err)
+
+    def _accepted(self, msg: p.Accepted) -> None:
+        # Checked before the ids are applied: at an instance change, every handle
+        # no longer unacked was acknowledged by the old broker.
+        self._check_instance(msg.instance)
+        pop = self.unacked.pop
+        for tid in msg.ids:
+            pop(tid, None)
+        for new, first in msg.aliases.items():
+            self._alias(new, first)
+
+    def _alias(self, new: str, first: str) -> None:
+        """A submission with an idempotency key the broker already held: its handle
+        becomes a handle of the first task."""
+        h = self.handles.pop(new, None)
+        if h is None:
+            return
+        h.id = first
+        if first in self.handles:
+            self.also.setdefault(first, []).append(h)
+        else:
+            self.handles[first] = h
+
+    def _check_instance(self, instance: str) -> None:
+        old = self.instance
+        self.instance = instance
+        if old is None or old == instance:
+            return
+        # A new broker: tasks the old one accepted died with its memory. Say so now
+        # rather than let anyone wait forever. Submissions it never acknowledged are
+        # sent again (ids make that idempotent).
+        if self.durable:
+            # The new broker recovered what the old one acknowledged: ask it again for
+            # the outcomes this client waits on.
+            # Copies (atomic under the GIL): user threads may add handles meanwhile.
+            unacked = self.unacked.copy()
+            waiting = [tid for tid in self.handles.copy() if tid not in unacked]
+            for i in range(0, len(waiting), SUBMIT_BATCH):
+                self.control.append(p.Watch(waiting[i:i + SUBMIT_BATCH]))
+        for tid, h in self.handles.copy().items() if not self.durable else ():
+            if tid not in self.unacked:
+                del self.handles[tid]
+                for lost in (h, *self.also.pop(tid, ())):
+                    lost._error = BrokerUnavailable(
+                        f"the broker restarted (instance {old} -> {instance}) and task {tid} "
+                        "was lost with its in-memory state")
+                    self._done(lost)
+        if self.unacked:
+            self.outbox.extendleft(reversed(self.unacked.copy().values()))
+        for req, slot in list(self.requests.items()):
+            slot.error = BrokerUnavailable(f"the broker restarted before answering request {req}")
+            self.answered.append(slot)
+            del self.requests[req]
+
+    def outstanding(self) -> bool:
+        """Whether anything is still to be sent or heard about."""
+        return bool(self.handles or self.requests or self.unacked or self.outbox
+                    or self.control)
+
+    def check_silence(self, now: float) -> None:
+        """Fail every wait when the broker has been silent too long (pings go unanswered)."""
+        if now - self.last_heard < SILENCE_LIMIT_S or not (self.handles or self.requests):
+            return
+        self.fail_all(BrokerUnavailable(
+            f"no answer from the broker at {self.address} for {now - self.last_heard:.0f} s"))
+
+    def fail_all(self, err: Exception) -> None:
+        # popitem, not iteration: user threads may add handles meanwhile (sync Client).
+        while self.handles:
+            try:
+                _, h = self.handles.popitem()
+            except KeyError:
+                break
+            h._error = err
+            self._done(h)
+        while self.also:
+            try:
+                _, extra = self.also.popitem()
+            except KeyError:
+                break
+            for h in extra:
+                h._error = err
+                self._done(h)
+        self.unacked.clear()
+        while self.requests:
+            try:
+                _, slot = self.requests.popitem()
+            except KeyError:
+                break
+            slot.error = err
+            self.answered.append(slot)
+        self.outbox.clear()
+
+
+def needs_ack(spec: p.TaskSpec) -> bool:
+    """Options only the broker can check (a dependency exists, a key is taken): submit()
+    waits for the broker's answer so that a bad one raises there, and a keyed
+    submission returns the handle of the task holding the key."""
+    o = spec.opts
+    return o is not None and (o.depends_on is not None or o.key is not None)
+
+
+def cron_entry(name: str, schedule: str, task: Any, args: Any, kwargs: dict | None,
+               queue: str, priority: int) -> p.CronEntry:
+    """Check and encode a cron entry on the client side (the broker checks the schedule)."""
+    task = getattr(task, "actorq_name", task)
+    problem = crons.check_entry(name, schedule, task, queue, priority)
+    if problem:
+        raise SubmitRejected("bad_option", problem)
+    if not isinstance(args, (tuple, list)):
+        raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
+    return p.CronEntry(name, schedule, task, encode_args(args, kwargs), queue, priority)
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def first_info(task_id: str, reply: p.Infos) -> p.TaskInfo:
+    info = reply.items[0] if reply.items else None
+    if info is None:
+        raise TaskNotFound(task_id)
+    return info

@@ -1,0 +1,260 @@
+"""Client: submit tasks, wait for results, ask about tasks (synchronous).
+
+Client (here) and AsyncClient (aio.py) both drive a Session (session.py); results
+are pushed by the broker when a task ends, and nothing polls. Submissions are batched without the caller doing anything:
+the sync Client hands them to an I/O thread that sends whatever accumulated since
+it last woke as one message, and AsyncClient sends once per event-loop turn. A
+thread that waits on the sync Client (result, gather, flush, status...) does the
+socket's reading and sending itself while it waits, so its answer wakes it directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import zmq
+
+from actorq.client.handles import ChainHandle, GroupHandle, TaskHandle, check_owner, collect
+from actorq.client.session import (
+    PIPELINE_CHUNK,
+    Session,
+    cron_entry,
+    deadline_after,
+    first_info,
+    needs_ack,
+)
+from actorq.client.sync_io import SyncIO
+from actorq.errors import BrokerUnavailable, ResultTimeout, SubmitRejected
+from actorq.wire import protocol as p
+from actorq.wire import sockets
+
+
+class Client(SyncIO):
+    """A connection to a broker, safe to share between threads.
+
+    `Client("tcp://127.0.0.1:5555")` connects and waits up to `connect_timeout`
+    seconds for the broker to answer, raising BrokerUnavailable if it does not.
+    Use it as a context manager, or call close(): closing waits (up to
+    `close_timeout`) until every submission was acknowledged.
+    """
+
+    def __init__(self, address: str, *, connect_timeout: float = 10.0,
+                 request_timeout: float = 30.0) -> None:
+        self.address = address
+        self.request_timeout = request_timeout
+        self._session = Session(address)
+        self._cond = threading.Condition()
+        self._ctx = zmq.Context()
+        self._sock = sockets.dealer(self._ctx, address, self._session.identity)
+        self._wake_r, self._wake_w = sockets.wake_pipe()
+        self._wake_armed = False
+        self._wake_owed = False  # a submission was sent while nobody watched the socket
+        # Whoever holds this may use the socket: the I/O thread, or the caller that is
+        # the reader (below). Both poll the socket's FD, not the socket, so neither
+        # holds it while asleep; the lock is also the barrier ZeroMQ asks for when a
+        # socket changes threads.
+        self._sock_lock = threading.Lock()
+        self._fd = self._sock.getsockopt(zmq.FD)
+        self._pending: deque[bytes] = deque()  # frames the socket would not take yet (HWM)
+        # The reader: a caller waiting for an answer reads the socket itself while it
+        # waits, and the I/O thread stops watching it; the answer then wakes the
+        # thread that wants it instead of the I/O thread, which would have to wake
+        # the caller in turn (a thread hand-off: 40-70 us of a round trip on a VM).
+        # One reader at a time; other callers wait on _cond as before.
+        self._reader = False
+        self._reader_r, self._reader_w = sockets.wake_pipe()  # wakes the reader's poll
+        self._reader_poller = zmq.Poller()
+        self._reader_poller.register(self._fd, zmq.POLLIN)
+        self._reader_poller.register(self._reader_r, zmq.POLLIN)
+        self._closing = False
+        self._io_watching = False  # the I/O thread polls the socket (not just its pipe)
+        self._closed = False  # _shutdown ran
+        self._shut = False  # the socket is closed (set under _sock_lock)
+        self._decoder = p.decoder(p.BrokerToClient)
+        self._thread = threading.Thread(target=self._io, name="actorq-client-io", daemon=True)
+        self._thread.start()
+        self._wake()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._session.instance is not None,
+                                       connect_timeout):
+                self._shutdown()
+                raise BrokerUnavailable(f"no broker answered at {address} within "
+                                        f"{connect_timeout:g} s")
+
+    # ---- I/O thread ------------------------------------------------------------------
+
+    # ---- waiting ---------------------------------------------------------------------
+
+    # ---- public API ------------------------------------------------------------------
+
+    def submit(self, name: Any, args: Sequence[Any] | None = (), kwargs: dict | None = None,
+               **options: Any) -> TaskHandle:
+        """Submit one task; returns its handle at once (the broker's ack comes later).
+
+        `name` is "module:function" of an @task function (or the function itself).
+        `options` are those docs/tasks.md describes (queue, priority, retries, backoff,
+        max_backoff, retry_on, timeout, expires, delay, eta, depends_on, key,
+        ignore_result); each defaults to the task's @task default when this process
+        has imported its module. Arguments must be msgpack-encodable (TypeError
+        otherwise, before anything is sent). Raises SubmitRejected for a bad option
+        or a payload over the broker's limit. With `depends_on` or `key` it waits
+        for the broker's answer, so an unknown dependency raises here and a key
+        already taken returns the first task's handle.
+        """
+        session = self._session
+        spec = session.build(name, args, kwargs, options)
+        handle = TaskHandle(spec.id, self)
+        session.add(spec, handle)
+        # A lone submission leaves from here, at once; submissions in a stream stay for
+        # the I/O thread, which batches them.
+        if len(session.unacked) == 1 and self._send_now() and not self._io_watching:
+            # Nobody watches the socket, and the caller usually waits on the result
+            # next, reading it itself: the I/O thread's wake-up would find nothing to
+            # do (48 us of CPU a round trip, beside the caller's). It is owed instead,
+            # paid by a look at the handle (TaskHandle.done) or its ping within 1 s.
+            self._wake_owed = True
+        else:
+            self._wake()
+        if spec.opts is not None and needs_ack(spec):
+            self._wait_acked(handle, spec.id)
+        return handle
+
+    def _wait_acked(self, handle: TaskHandle, spec_id: str) -> None:
+        unacked = self._session.unacked
+        if not self._await(lambda: spec_id not in unacked or handle._ended(),
+                           deadline_after(self.request_timeout)):
+            raise ResultTimeout("the broker did not acknowledge the submission in time")
+        if isinstance(handle._error, SubmitRejected):
+            raise handle._error
+
+    def submit_many(self, items: Iterable[tuple], **options: Any) -> list[TaskHandle]:
+        """Submit many `(name, args)` or `(name, args, kwargs)` tuples in batched messages.
+
+        `options` apply to every item (over each task's @task defaults). Every item
+        is validated and encoded before any is sent, so a bad item raises without
+        submitting the others.
+        """
+        session = self._session
+        prepared = session.prepare_many(items, options)  # every item valid, or raise
+        handles: list[TaskHandle] = []
+        # Nothing below can fail, so the sender may start on the first chunk while
+        # the rest are still being turned into specs and handles.
+        for start in range(0, len(prepared), PIPELINE_CHUNK):
+            specs = session.specs(prepared[start:start + PIPELINE_CHUNK])
+            chunk = [TaskHandle(spec.id, self) for spec in specs]
+            session.add_many(specs, chunk)
+            handles.extend(chunk)
+            self._wake()
+        return handles
+
+    def _submit_linked(self, items: Iterable[tuple], options: dict, piped: bool
+                       ) -> list[TaskHandle]:
+        session = self._session
+        specs = session.build_chain(items, options, piped)
+        handles = [TaskHandle(spec.id, self) for spec in specs]
+        for spec, h in zip(specs, handles):
+            session.add(spec, h)
+        self._wake()
+        for spec, h in zip(specs, handles):
+            if needs_ack(spec):
+                self._wait_acked(h, spec.id)
+        return handles
+
+    def chain(self, items: Iterable[tuple], **options: Any) -> ChainHandle:
+        """Run `(name, args[, kwargs])` steps one after another; each step after the
+        first gets the previous step's result as its first argument. The handle's
+        result() is the last step's result, or raises the failure that stopped it."""
+        return ChainHandle(self._submit_linked(items, options, piped=True))
+
+    def group(self, items: Iterable[tuple], **options: Any) -> GroupHandle:
+        """Run steps in parallel; the handle's result() is the list of their results."""
+        return GroupHandle(self._submit_linked(items, options, piped=False))
+
+    def gather(self, handles: Sequence[TaskHandle], timeout: float | None = None,
+               return_exceptions: bool = False) -> list[Any]:
+        """Wait for all handles; results in the same order. Raises the first failure
+        unless `return_exceptions`, which puts exceptions in the list instead."""
+        check_owner(handles, self)
+        self._wait_done(handles, deadline_after(timeout))
+        return collect(handles, return_exceptions)
+
+    def handle(self, task_id: str) -> TaskHandle:
+        """A handle for a task submitted elsewhere; its result() waits as usual.
+
+        The broker must already hold the task (the submitter's flush() returned),
+        else result() raises TaskNotFound."""
+        h = TaskHandle(task_id, self)
+        self._session.watch(h)
+        self._wake()
+        return h
+
+    def status(self, task_id: str, timeout: float | None = None) -> p.TaskInfo:
+        """The task's TaskInfo (state, attempts, worker, timestamps, error).
+        Raises TaskNotFound for an id the broker does not hold."""
+        return first_info(task_id, self._call(lambda req: p.Query(req, [task_id]), timeout))
+
+    def cancel(self, task_id: str, timeout: float | None = None) -> bool:
+        """Cancel a task: True if it is now cancelled, False if it had already ended.
+
+        A task not yet running never will; a running one is stopped within about a
+        second (async: cancelled in place; plain: its worker is killed and replaced)."""
+        return self._call(lambda req: p.Cancel(req, [task_id]), timeout).cancelled[0]
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100,
+                     timeout: float | None = None) -> list[p.TaskInfo]:
+        """Tasks whose last attempt failed (oldest first), kept until result_ttl."""
+        reply = self._call(lambda req: p.DeadLetters(req, queue, limit), timeout)
+        return [i for i in reply.items if i is not None]
+
+    def requeue(self, task_id: str, timeout: float | None = None) -> bool:
+        """Run a dead task again, with a fresh retry budget: True if it was dead."""
+        return self._call(lambda req: p.Requeue(req, [task_id]), timeout).ok[0]
+
+    def add_cron(self, name: str, schedule: str, task: Any, args: Sequence[Any] = (),
+                 kwargs: dict | None = None, *, queue: str = "default", priority: int = 0,
+                 timeout: float | None = None) -> None:
+        """Add (or replace) a cron entry: `schedule` is five cron fields, or six with a
+        leading seconds field, in UTC. Raises SubmitRejected for a bad entry."""
+        entry = cron_entry(name, schedule, task, args, kwargs, queue, priority)
+        self._call(lambda req: p.AddCron(req, entry), timeout)
+
+    def remove_cron(self, name: str, timeout: float | None = None) -> bool:
+        """Remove a cron entry: True if there was one."""
+        return self._call(lambda req: p.RemoveCron(req, name), timeout).ok[0]
+
+    def crons(self, timeout: float | None = None) -> list[p.CronEntry]:
+        """The cron table, with each entry's last due time fired (unix seconds)."""
+        return self._call(lambda req: p.ListCrons(req), timeout).entries
+
+    def stats(self, timeout: float | None = None) -> p.Stats:
+        """A snapshot of the broker's counters."""
+        return self._call(lambda req: p.GetStats(req), timeout).stats
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until the broker has acknowledged (or rejected) every submission."""
+        deadline = deadline_after(timeout)
+        self._session.want_acks()
+        self._wake()
+        unacked = self._session.unacked
+        if not self._await(lambda: not unacked, deadline):
+            raise ResultTimeout(f"{len(unacked)} submission(s) not acknowledged in time")
+
+    def close(self, close_timeout: float = 5.0) -> None:
+        if not self._closing:
+            try:
+                self.flush(close_timeout)
+            except (ResultTimeout, BrokerUnavailable):
+                pass
+        self._shutdown()  # also after the I/O thread failed: the socket is still open
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["ChainHandle", "Client", "GroupHandle", "TaskHandle"]

@@ -1,0 +1,1 @@
+"""The HTTP gateway: /health, /metrics, and (later) the REST API and dashboard."""

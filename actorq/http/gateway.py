@@ -1,0 +1,104 @@
+"""The gateway actor: HTTP for operators. A broker client; it never touches broker state.
+
+- GET /health: 200 with a JSON summary once the broker answers and every local
+  pool has its supervisor up and all its workers connected; 503 (same JSON) else.
+- GET /metrics: Prometheus text, from one broker Stats snapshot per scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import uvloop
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from actorq.client.aio import AsyncClient
+from actorq.errors import ActorqError
+from actorq.metrics import StatsCollector
+from actorq.node import actor
+from actorq.node.specs import CANNOT_START, GatewaySpec
+from actorq.wire.protocol import Stats
+
+log = logging.getLogger(__name__)
+
+STATS_TIMEOUT_S = 2.0  # a scrape or health check waits this long for the broker
+
+
+class Gateway:
+    def __init__(self, spec: GatewaySpec) -> None:
+        self.spec = spec
+        self.client = AsyncClient(spec.broker)
+        self.collector = StatsCollector()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+
+    async def _stats(self) -> Stats | None:
+        try:
+            return await self.client.stats(timeout=STATS_TIMEOUT_S)
+        except ActorqError as exc:
+            log.warning("cannot read broker stats: %s", exc)
+            return None
+
+    async def health(self, request: web.Request) -> web.Response:
+        stats = await self._stats()
+        if stats is None:
+            return web.json_response({"status": "unavailable", "broker": None}, status=503)
+        pools = {}
+        healthy = not stats.draining
+        for name, expected in self.spec.pools.items():
+            alive = stats.workers_alive.get(name, 0)
+            supervisor = stats.supervisors.get(name, "missing")
+            pools[name] = {"workers_alive": alive, "workers_expected": expected,
+                           "supervisor": supervisor}
+            healthy = healthy and supervisor == "up" and alive >= expected
+        body = {
+            "status": "ok" if healthy else "degraded",
+            "broker": stats.instance,
+            "draining": stats.draining,
+            "queued": sum(stats.queue_depth.values()),
+            "running": stats.running,
+            "pools": pools,
+        }
+        return web.json_response(body, status=200 if healthy else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        self.collector.stats = await self._stats()
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def run(self) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        await self.client.connect()
+        app = web.Application()
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/metrics", self.metrics)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        host, port = self.spec.bind.rsplit(":", 1)
+        site = web.TCPSite(runner, host, int(port))
+        try:
+            await site.start()
+        except OSError as exc:
+            log.error("gateway cannot listen on %s: %s", self.spec.bind, exc)
+            await self.client.close()
+            return CANNOT_START
+        bound = runner.addresses[0]
+        address = f"{bound[0]}:{bound[1]}"
+        log.info("gateway serving http://%s (/health, /metrics)", address)
+        actor.report_ready({"http": address})
+        await stop.wait()
+        await runner.cleanup()
+        await self.client.close()
+        log.info("gateway stopping")
+        return 0
+
+
+def main(spec: GatewaySpec) -> int:
+    actor.die_with_parent()
+    return uvloop.run(Gateway(spec).run())

@@ -1,0 +1,224 @@
+"""The TOML config, decoded into typed Structs.
+
+Unknown keys and wrong types are errors that name the file and the key path
+(`pools[0].wrokers`), never silently ignored: a typo in a production config
+must stop the node, not run it with defaults.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+from actorq.errors import ConfigError
+from actorq.tasks import cron as crons
+
+DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# The broker's spin (spinpoll.py) waits for an answer that is near; past 10 ms it
+# would only burn CPU.
+MAX_SPIN_US = 10_000
+
+_strict = dict(forbid_unknown_fields=True, kw_only=True)
+
+
+class NodeConfig(msgspec.Struct, **_strict):
+    name: str = ""
+    shutdown_grace: float = 30.0  # seconds running tasks get to finish on SIGTERM
+    startup_timeout: float = 60.0  # seconds a node with a broker gives its actors to start
+    max_restarts: int = 10  # restart intensity for the node's own actors ...
+    restart_window: float = 60.0  # ... in this many seconds
+    log_level: str = "INFO"
+
+
+class BrokerConfig(msgspec.Struct, **_strict):
+    bind: str = "tcp://127.0.0.1:5555"  # clients
+    worker_bind: str = "tcp://127.0.0.1:5556"  # supervisors and workers
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    heartbeat_interval: float = 1.0  # seconds between heartbeats, both ways
+    heartbeat_liveness: int = 3  # missed beats before a worker is presumed dead
+    result_ttl: float = 86400.0  # seconds a finished task's result is kept
+    max_deliveries: int = 5  # leases without a result (workers died) before a task fails
+    kill_grace: float = 1.0  # seconds between SIGTERM and SIGKILL for a worker stuck in a task
+    spin_us: int = 600  # when an answer is near, poll this long before sleeping (spinpoll.py)
+
+
+class HttpConfig(msgspec.Struct, **_strict):
+    bind: str = "127.0.0.1:8080"
+
+
+class StorageConfig(msgspec.Struct, **_strict):
+    path: str  # the SQLite database file; relative paths are from the node's directory
+    synchronous: str = "full"  # "full" | "normal": docs/operations.md says what NORMAL risks
+
+
+class PoolConfig(msgspec.Struct, **_strict):
+    name: str = "default"
+    workers: int = 2
+    concurrency: int = 1  # slots per worker process
+    prefetch: int = 0  # leases a worker may hold; 0 means the default (see credit)
+    queues: list[str] = msgspec.field(default_factory=lambda: ["default"])
+    tasks: list[str] = msgspec.field(default_factory=list)
+    max_restarts: int = 5
+    restart_window: float = 60.0
+    broker: str = ""  # worker_bind of a remote broker, for worker-only nodes
+
+    @property
+    def credit(self) -> int:
+        """Leases a worker may hold. By default a one-slot worker holds its next task
+        too, so it starts it without waiting a round trip to the broker; a lease left
+        waiting behind a long call goes back after RELEASE_AFTER_S (worker/execution.py).
+        With more slots the default is one lease per slot: runner threads take leases
+        straight from a shared queue, where one waiting is not handed back."""
+        if self.prefetch:
+            return self.prefetch
+        return 2 if self.concurrency == 1 else self.concurrency
+
+
+class CronConfig(msgspec.Struct, **_strict):
+    """A `[[cron]]` entry: submit `task` with `args`/`kwargs` at every due time."""
+
+    name: str
+    schedule: str  # five cron fields, or six with leading seconds; UTC
+    task: str
+    args: list = msgspec.field(default_factory=list)
+    kwargs: dict = msgspec.field(default_factory=dict)
+    queue: str = "default"
+    priority: int = 0
+
+
+class Config(msgspec.Struct, **_strict):
+    node: NodeConfig = msgspec.field(default_factory=NodeConfig)
+    broker: BrokerConfig | None = None
+    http: HttpConfig | None = None
+    storage: StorageConfig | None = None
+    pools: list[PoolConfig] = msgspec.field(default_factory=list)
+    cron: list[CronConfig] = msgspec.field(default_factory=list)
+
+
+_PATH_RE = re.compile(r"`\$((?:\.[A-Za-z_][\w-]*|\[\d+\])*)`")
+_UNKNOWN_RE = re.compile(r"unknown field `([^`]+)`")
+
+
+def _key_path(message: str) -> str:
+    """Turn msgspec's `$.pools[0]` into `pools[0]`, adding the unknown field's name."""
+    m = _PATH_RE.search(message)
+    path = m.group(1).lstrip(".") if m else ""
+    unknown = _UNKNOWN_RE.search(message)
+    if unknown:
+        path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+    return path
+
+
+def _reason(message: str) -> str:
+    if _UNKNOWN_RE.search(message):
+        return "unknown key"
+    return _PATH_RE.sub("", message).rstrip(" -")
+
+
+def parse(text: str, file: str = "<config>") -> Config:
+    """Parse and validate config text; raise ConfigError naming the file and key path."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", f"not valid TOML: {exc}") from None
+    try:
+        config = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(file, _key_path(str(exc)), _reason(str(exc))) from None
+    _check(config, file)
+    return config
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(str(p), "", f"cannot read: {exc.strerror}") from None
+    return parse(text, str(p))
+
+
+def _check(config: Config, file: str) -> None:
+    """Rules the types alone cannot say."""
+    if config.broker is None and not config.pools:
+        raise ConfigError(file, "", "nothing to run: add a [broker] or a [[pools]] entry")
+    if config.node.startup_timeout <= 0:
+        raise ConfigError(file, "node.startup_timeout", "must be > 0")
+    if config.node.shutdown_grace < 0:
+        raise ConfigError(file, "node.shutdown_grace", "must be >= 0")
+    if config.broker is not None:
+        b = config.broker
+        for key in ("bind", "worker_bind"):
+            if not getattr(b, key).startswith(("tcp://", "ipc://")):
+                raise ConfigError(file, f"broker.{key}", "must be a tcp:// or ipc:// endpoint")
+        if b.max_payload_bytes <= 0:
+            raise ConfigError(file, "broker.max_payload_bytes", "must be > 0")
+        if b.heartbeat_interval <= 0:
+            raise ConfigError(file, "broker.heartbeat_interval", "must be > 0")
+        if b.heartbeat_liveness < 1:
+            raise ConfigError(file, "broker.heartbeat_liveness", "must be >= 1")
+        if b.max_deliveries < 1:
+            raise ConfigError(file, "broker.max_deliveries", "must be >= 1")
+        if b.result_ttl <= 0:
+            raise ConfigError(file, "broker.result_ttl", "must be > 0")
+        if b.kill_grace < 0:
+            raise ConfigError(file, "broker.kill_grace", "must be >= 0")
+        if not 0 <= b.spin_us <= MAX_SPIN_US:
+            raise ConfigError(file, "broker.spin_us", f"must be in 0..{MAX_SPIN_US}")
+    if config.storage is not None:
+        if config.broker is None:
+            raise ConfigError(file, "storage", "storage belongs to a node with a [broker]")
+        if not config.storage.path:
+            raise ConfigError(file, "storage.path", "must name a file")
+        if config.storage.synchronous not in ("full", "normal"):
+            raise ConfigError(file, "storage.synchronous", 'must be "full" or "normal"')
+    if config.cron and config.broker is None:
+        raise ConfigError(file, "cron", "cron entries need a [broker] on the same node")
+    seen = set()
+    for i, c in enumerate(config.cron):
+        where = f"cron[{i}]"
+        if not crons.NAME_RE.fullmatch(c.name):
+            raise ConfigError(file, f"{where}.name", f"{c.name!r}: use 1..64 of letters, "
+                              "digits, '_', '.', ':', '-'")
+        if c.name in seen:
+            raise ConfigError(file, f"{where}.name", f"cron name {c.name!r} is used twice")
+        seen.add(c.name)
+        problem = crons.check_schedule(c.schedule)
+        if problem:
+            raise ConfigError(file, f"{where}.schedule", problem)
+        if ":" not in c.task:
+            raise ConfigError(file, f"{where}.task", f"{c.task!r} is not 'module:function'")
+        if not c.queue:
+            raise ConfigError(file, f"{where}.queue", "must be a non-empty string")
+        if not 0 <= c.priority <= 255:
+            raise ConfigError(file, f"{where}.priority", "must be in 0..255")
+    if config.http is not None and config.broker is None:
+        raise ConfigError(file, "http", "the gateway needs a [broker] on the same node")
+    if config.http is not None and not re.fullmatch(r"[^:\s]+:\d+", config.http.bind):
+        raise ConfigError(file, "http.bind", "must look like HOST:PORT, e.g. 127.0.0.1:8080")
+    names = set()
+    for i, pool in enumerate(config.pools):
+        where = f"pools[{i}]"
+        if pool.name in names:
+            raise ConfigError(file, f"{where}.name", f"pool name {pool.name!r} is used twice")
+        names.add(pool.name)
+        if pool.workers < 1:
+            raise ConfigError(file, f"{where}.workers", "must be >= 1")
+        if pool.concurrency < 1:
+            raise ConfigError(file, f"{where}.concurrency", "must be >= 1")
+        if pool.prefetch < 0:
+            raise ConfigError(file, f"{where}.prefetch", "must be >= 0")
+        if not pool.queues:
+            raise ConfigError(file, f"{where}.queues", "must name at least one queue")
+        if not pool.tasks:
+            raise ConfigError(file, f"{where}.tasks", "must list at least one task module")
+        if pool.max_restarts < 0 or pool.restart_window <= 0:
+            raise ConfigError(file, f"{where}.max_restarts", "restart intensity must be >= 0 in > 0 s")
+        if config.broker is None and not pool.broker:
+            raise ConfigError(
+                file, f"{where}.broker", "a node without [broker] must say which broker to join"
+            )

@@ -1,0 +1,46 @@
+"""What a parent hands each actor process it starts, and the exit codes it reads back.
+
+A child is `python -m actorq _actor ROLE SPEC_JSON` (children.py); SPEC_JSON is one
+of these Structs. They live here, below the actors, so that the node can build
+every actor's spec without importing the actor itself.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from actorq.node.config import BrokerConfig, CronConfig, PoolConfig, StorageConfig
+
+# Exit codes an actor uses to tell its parent not to restart it.
+CANNOT_START = 3  # a port in use, a task module that cannot be imported
+STORAGE_UNUSABLE = 2  # corrupt, locked or too-new database; never replaced
+POOL_FAILED = 4  # a supervisor's restart intensity is used up
+
+
+class BrokerSpec(msgspec.Struct, kw_only=True):
+    config: BrokerConfig
+    crons: list[CronConfig] = []
+    storage: StorageConfig | None = None
+
+
+class SchedulerSpec(msgspec.Struct, kw_only=True):
+    broker: str  # the broker's worker endpoint
+
+
+class SupervisorSpec(msgspec.Struct, kw_only=True):
+    pool: PoolConfig
+    broker: str  # worker endpoint of the broker
+    shutdown_grace: float
+    log_level: str = "INFO"
+
+
+class WorkerSpec(msgspec.Struct, kw_only=True):
+    pool: PoolConfig
+    broker: str  # the broker's worker endpoint
+    worker_id: str
+
+
+class GatewaySpec(msgspec.Struct, kw_only=True):
+    bind: str  # HOST:PORT
+    broker: str  # the broker's client endpoint
+    pools: dict[str, int]  # local pools and their worker counts, for /health

@@ -1,0 +1,1 @@
+"""The scheduler actor: delayed tasks, retry back-off timers and cron."""

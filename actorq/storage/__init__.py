@@ -1,0 +1,1 @@
+"""Durable broker state: the journal of a turn's changes and the SQLite store."""

@@ -1,0 +1,183 @@
+"""The supervisor actor: owns one pool of worker processes on this host.
+
+It restarts crashed workers within the pool's restart intensity and reports every
+death to the broker the moment it reaps it, so that worker's leases are requeued
+without waiting for heartbeats to lapse. Past the intensity it reports the pool
+failed and exits with POOL_FAILED, which its node does not restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+
+import zmq
+
+from actorq.node import actor
+from actorq.node.children import Child, RestartIntensity, wait_all
+from actorq.node.specs import POOL_FAILED, SupervisorSpec, WorkerSpec
+from actorq.wire import protocol as p
+from actorq.wire import sockets
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 1.0  # our heartbeat to the broker until its Welcome tells us its interval
+
+
+class Supervisor:
+    def __init__(self, spec: SupervisorSpec, signals: actor.Signals) -> None:
+        self.spec = spec
+        self.pool = spec.pool
+        self.signals = signals
+        self.host = socket.gethostname()
+        self.ctx = zmq.Context()
+        ident = f"sup.{self.pool.name}.{self.host}.{os.getpid()}"
+        self.sock = sockets.dealer(self.ctx, spec.broker, ident.encode())
+        self.decoder = p.decoder(p.BrokerToWorker)
+        self.workers: dict[str, Child] = {}
+        self.intensity = RestartIntensity(self.pool.max_restarts, self.pool.restart_window)
+        self.counter = 0
+        self.reported_ready = False
+        self.restarts = 0
+        self.heartbeat_s = HEARTBEAT_S
+        self.next_beat = 0.0
+        self.kill_at: dict[str, float] = {}  # worker -> when SIGKILL follows a Kill's SIGTERM
+        # Workers stopped on the broker's word (a timeout, a cancel): replacing them is
+        # routine, so it does not count against the restart intensity.
+        self.killed: set[str] = set()
+
+    def _send(self, msg: object) -> None:
+        sockets.send_to_broker(self.sock, msg)
+
+    def _hello(self) -> None:
+        self._send(p.Hello(version=p.PROTOCOL_VERSION, role="supervisor", pool=self.pool.name,
+                           pid=os.getpid(), host=self.host))
+
+    def spawn(self) -> None:
+        self.counter += 1
+        wid = f"{self.pool.name}.{self.host}.{os.getpid()}.{self.counter}"
+        spec = WorkerSpec(pool=self.pool, broker=self.spec.broker, worker_id=wid)
+        self.workers[wid] = Child("worker", wid, spec, self.spec.log_level)
+
+    def reap(self, stopping: bool) -> int | None:
+        """Handle exited workers; returns POOL_FAILED when the pool gives up."""
+        for wid, child in list(self.workers.items()):
+            if child.poll() is None:
+                continue
+            del self.workers[wid]
+            ordered = wid in self.killed
+            self.killed.discard(wid)
+            restart = not stopping and (ordered or self.intensity.allow(time.monotonic()))
+            # Tell the broker first: its leases are requeued now, not at lease expiry.
+            self._send(p.WorkerExited(worker=wid, exit_code=child.exit_code or 0,
+                                      restarted=restart))
+            if stopping:
+                continue
+            if not restart:
+                reason = (f"worker {wid} {child.describe_exit()}: more than "
+                          f"{self.pool.max_restarts} restarts in {self.pool.restart_window:g} s")
+                log.error("pool %s FAILED, giving up: %s", self.pool.name, reason)
+                self._send(p.PoolFailed(reason=reason))
+                return POOL_FAILED
+            self.restarts += 1
+            log.log(logging.INFO if ordered else logging.WARNING,
+                    "worker %s %s; starting a replacement", wid, child.describe_exit())
+            self.spawn()
+        return None
+
+    def run(self) -> int:
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(self.signals.fd, zmq.POLLIN)
+        self._hello()
+        for _ in range(self.pool.workers):
+            self.spawn()
+        self.next_beat = time.monotonic() + self.heartbeat_s
+        result = 0
+        while not self.signals.stop:
+            pending = {c.ready_fd: c for c in self.workers.values() if c.ready_fd is not None}
+            for fd in pending:
+                poller.register(fd, zmq.POLLIN)
+            wake = min(self.next_beat, *self.kill_at.values()) if self.kill_at else self.next_beat
+            timeout_ms = max(0.0, wake - time.monotonic()) * 1000
+            events = dict(poller.poll(timeout_ms))
+            for fd in pending:
+                poller.unregister(fd)
+                if fd in events:
+                    pending[fd].read_ready()
+            if self.signals.fd in events:
+                self.signals.clear()
+            if self.sock in events:
+                self._read_broker()
+            self._kill_overdue()
+            failed = self.reap(stopping=False)
+            if failed is not None:
+                result = failed
+                break
+            if not self.reported_ready and all(c.ready_info for c in self.workers.values()):
+                self.reported_ready = True
+                log.info("pool %s up: %d worker(s)", self.pool.name, len(self.workers))
+                actor.report_ready({"pool": self.pool.name})
+            if time.monotonic() >= self.next_beat:
+                self.next_beat = time.monotonic() + self.heartbeat_s
+                self._send(p.Heartbeat())
+        self._stop()
+        return result
+
+    def _read_broker(self) -> None:
+        for msg in sockets.from_broker(self.sock, self.decoder):
+            match msg:
+                case p.Error(code="unknown_peer"):
+                    self._hello()
+                case p.Welcome(heartbeat_interval_s=interval):
+                    self.heartbeat_s = interval
+                    self.next_beat = min(self.next_beat, time.monotonic() + interval)
+                case p.Beat():
+                    pass
+                case p.Kill(worker=wid, reason=reason, grace=grace):
+                    child = self.workers.get(wid)
+                    if child is not None and wid not in self.kill_at:
+                        log.warning("stopping worker %s (%s): SIGTERM, SIGKILL in %g s",
+                                    wid, reason, grace)
+                        child.signal(signal.SIGTERM)
+                        self.kill_at[wid] = time.monotonic() + grace
+                        self.killed.add(wid)
+                case p.Error(code=code, message=message):
+                    log.error("broker says %s: %s", code, message)
+
+    def _kill_overdue(self) -> None:
+        now = time.monotonic()
+        for wid, at in list(self.kill_at.items()):
+            child = self.workers.get(wid)
+            if child is None or child.poll() is not None:
+                del self.kill_at[wid]
+            elif now >= at:
+                del self.kill_at[wid]
+                child.signal(signal.SIGKILL)
+
+    def _stop(self) -> None:
+        """Drain: SIGTERM every worker, give running tasks the grace period, then SIGKILL."""
+        children = list(self.workers.values())
+        for child in children:
+            child.signal(signal.SIGTERM)
+        left = wait_all(children, self.spec.shutdown_grace)
+        for child in left:
+            log.warning("worker %s still running after %.1f s grace; killing it",
+                        child.name, self.spec.shutdown_grace)
+            child.signal(signal.SIGKILL)
+        wait_all(left, 5.0)
+        self.reap(stopping=True)
+        log.info("supervisor of pool %s stopping: %d worker restart(s)", self.pool.name,
+                 self.restarts)
+        self.sock.close()
+        self.ctx.term()
+
+
+def main(spec: SupervisorSpec) -> int:
+    actor.die_with_parent()
+    signals = actor.Signals()
+    signals.watch_children()
+    return Supervisor(spec, signals).run()

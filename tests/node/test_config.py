@@ -1,0 +1,76 @@
+import pytest
+
+from actorq.node.config import ConfigError, load, parse
+
+GOOD = """
+[broker]
+bind = "tcp://127.0.0.1:*"
+worker_bind = "tcp://127.0.0.1:*"
+[http]
+bind = "127.0.0.1:0"
+[[pools]]
+name = "default"
+tasks = ["actorq.demo"]
+"""
+
+
+def test_good_config_has_defaults():
+    cfg = parse(GOOD)
+    assert cfg.pools[0].workers == 2
+    assert cfg.pools[0].credit == 2  # one slot: its next task waits at the worker
+    assert cfg.broker.max_payload_bytes == 10 * 1024 * 1024
+    assert cfg.node.shutdown_grace == 30
+    assert cfg.broker.spin_us == 600
+
+
+@pytest.mark.parametrize(
+    "text, key, reason",
+    [
+        (GOOD.replace('name = "default"', 'name = "default"\nwrokers = 3'), "pools[0].wrokers",
+         "unknown key"),
+        (GOOD.replace("[http]", "[http]\nport = 1"), "http.port", "unknown key"),
+        (GOOD.replace('name = "default"', 'name = "default"\nworkers = "two"'),
+         "pools[0].workers", "Expected `int`, got `str`"),
+        (GOOD + "[bogus]\n", "bogus", "unknown key"),
+        (GOOD.replace('name = "default"', 'name = "default"\nworkers = 0'),
+         "pools[0].workers", "must be >= 1"),
+        (GOOD.replace('bind = "127.0.0.1:0"', 'bind = "nowhere"'), "http.bind", "HOST:PORT"),
+        (GOOD.replace('tasks = ["actorq.demo"]', "tasks = []"), "pools[0].tasks", "at least one"),
+        (GOOD.replace('worker_bind = "tcp://127.0.0.1:*"',
+                      'worker_bind = "tcp://127.0.0.1:*"\nspin_us = -1'),
+         "broker.spin_us", "must be in 0..10000"),
+    ],
+)
+def test_bad_config_names_file_and_key(text, key, reason):
+    with pytest.raises(ConfigError) as err:
+        parse(text, "node.toml")
+    assert err.value.file == "node.toml"
+    assert err.value.key == key
+    assert reason in err.value.reason
+    assert str(err.value).startswith(f"node.toml: {key}: ")
+
+
+def test_worker_only_node_must_name_its_broker():
+    text = '[[pools]]\nname = "x"\ntasks = ["actorq.demo"]\n'
+    with pytest.raises(ConfigError) as err:
+        parse(text, "w.toml")
+    assert err.value.key == "pools[0].broker"
+    cfg = parse(text + 'broker = "tcp://127.0.0.1:5556"\n')
+    assert cfg.broker is None and cfg.pools[0].broker
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        parse("[broker", "x.toml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "missing.toml")
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    files = sorted(root.glob("*.toml"))
+    assert files
+    for f in files:
+        load(f)
