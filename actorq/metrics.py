@@ -34,6 +34,8 @@ BROKER_UPTIME = "actorq_broker_uptime_seconds"
 WAITING = "actorq_tasks_waiting"
 RETRIES = "actorq_task_retries"
 CRON_FIRED = "actorq_cron_fired"
+LEASES_RETURNED = "actorq_leases_returned"
+QUEUE_UNSERVED = "actorq_queue_unserved"
 
 
 def families(stats: Stats | None) -> Iterator[Metric]:
@@ -96,6 +98,14 @@ def families(stats: Stats | None) -> Iterator[Metric]:
                               value=stats.bad_frames_total)
     yield CounterMetricFamily(STALE_RESULTS, "Results ignored because their lease was stale.",
                               value=stats.stale_results_total)
+    yield CounterMetricFamily(LEASES_RETURNED, "Leases requeued without an attempt counted: "
+                              "handed back by a busy or draining worker, or held unstarted by "
+                              "one that died.", value=stats.leases_returned_total)
+    unserved = GaugeMetricFamily(QUEUE_UNSERVED, "1 for a queue with tasks waiting and no "
+                                 "live worker consuming it.", labels=["queue"])
+    for queue in stats.unserved_queues:
+        unserved.add_metric([queue], 1)
+    yield unserved
 
 
 class StatsCollector(Collector):

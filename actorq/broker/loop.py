@@ -251,11 +251,14 @@ class Broker:
             if held is None:
                 if not acks:
                     self.acks_due = time.monotonic() + ACK_DELAY_S
-                acks[peer] = p.Accepted(ids, instance, out.aliases.get(peer, {}))
+                acks[peer] = p.Accepted(ids, instance, out.aliases.get(peer, {}),
+                                        sorted(out.unserved.get(peer, ())))
             else:
                 held.ids.extend(ids)
                 if peer in out.aliases:
                     held.aliases.update(out.aliases[peer])
+                if peer in out.unserved:
+                    held.unserved[:] = sorted(set(held.unserved) | out.unserved[peer])
         if out.ack_now:
             self._release_acks(out.ack_now)
         for peer, items in out.rejected.items():

@@ -3,8 +3,8 @@
 One module per command group: node.py (run, check), tasks.py (submit, stats),
 actor.py (the internal entry point of every child actor process).
 
-Exit codes: 0 ok, 1 failure at run time, 2 bad usage or config, 3 an actor could
-not start (port in use, task module not importable), 4 a pool gave up.
+Exit codes: 0 ok, 1 failure at run time, 2 bad usage or config. Actors use 2 and 3
+among themselves (node/specs.py) to tell their parent not to restart them.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ per task (16 MB of a million-task backlog).
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
 import time
 from collections import deque
@@ -44,6 +45,9 @@ PIPELINE_CHUNK = 5000  # submit_many hands this many tasks at a time to the send
 SUBMIT_OVERHEAD_BYTES = 128  # per task, beyond its payload, when sizing a batch
 PING_INTERVAL_S = 1.0  # how often a client checks the broker is there and unchanged
 SILENCE_LIMIT_S = 30.0  # a broker silent this long fails every wait with BrokerUnavailable
+UNSERVED_WARN_EVERY_S = 60.0  # how often a client repeats that a queue has no consumer
+
+log = logging.getLogger("actorq.client")
 
 
 class Request:
@@ -65,6 +69,7 @@ class Session:
         self._counter = itertools.count(1)
         self._base = ""  # new_id's millisecond prefix, and until when it holds
         self._base_until = 0.0
+        self.warned: dict[str, float] = {}  # queue -> when we last said nobody consumes it
         self._req = itertools.count(1)
         self.outbox: deque[p.TaskSpec] = deque()
         self.control: deque[object] = deque()
@@ -354,6 +359,17 @@ class Session:
             pop(tid, None)
         for new, first in msg.aliases.items():
             self._alias(new, first)
+        if msg.unserved:
+            self._warn_unserved(msg.unserved)
+
+    def _warn_unserved(self, queues: list[str]) -> None:
+        """Tasks went to a queue no live worker consumes: say so, once a while per queue."""
+        now = time.monotonic()
+        for queue in queues:
+            if now - self.warned.get(queue, -UNSERVED_WARN_EVERY_S) >= UNSERVED_WARN_EVERY_S:
+                self.warned[queue] = now
+                log.warning("queue %r has no live worker consuming it: tasks submitted to "
+                            "it wait until a worker serving it connects", queue)
 
     def _alias(self, new: str, first: str) -> None:
         """A submission with an idempotency key the broker already held: its handle

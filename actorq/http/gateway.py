@@ -61,6 +61,9 @@ class Gateway:
             "queued": sum(stats.queue_depth.values()),
             "running": stats.running,
             "pools": pools,
+            # Named, not counted against health: restarting this node would not give
+            # those queues a consumer.
+            "unserved_queues": stats.unserved_queues,
         }
         return web.json_response(body, status=200 if healthy else 503)
 

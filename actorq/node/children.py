@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 class Child:
     """One actor process and what its parent knows of it."""
 
-    def __init__(self, role: str, name: str, spec: msgspec.Struct, log_level: str) -> None:
+    def __init__(self, role: str, name: str, spec: msgspec.Struct, log_level: str,
+                 fds: dict[str, int] | None = None) -> None:
+        """`fds`: file descriptors the child inherits, each named to it by an
+        environment variable (variable name -> fd)."""
         self.role = role
         self.name = name
         self.spec = spec
@@ -37,11 +40,13 @@ class Child:
         env[READY_FD_ENV] = str(w)
         env[PARENT_PID_ENV] = str(os.getpid())
         env["ACTORQ_LOG_LEVEL"] = log_level
+        for var, fd in (fds or {}).items():
+            env[var] = str(fd)
         args = [sys.executable, "-m", "actorq", "_actor", role,
                 msgspec.json.encode(spec).decode()]
         try:
-            self.proc = subprocess.Popen(args, pass_fds=(w,), env=env, process_group=0,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(args, pass_fds=(w, *(fds or {}).values()), env=env,
+                                         process_group=0, stdin=subprocess.DEVNULL)
         finally:
             os.close(w)
         os.set_blocking(r, False)

@@ -23,7 +23,6 @@ from actorq.node import actor
 from actorq.node.children import Child, RestartIntensity, wait_all
 from actorq.node.config import Config
 from actorq.node.specs import (
-    POOL_FAILED,
     STORAGE_UNUSABLE,
     BrokerSpec,
     GatewaySpec,
@@ -49,7 +48,6 @@ class Node:
         self.signals.watch_children()
         self.children: dict[str, Child] = {}  # name -> child
         self.intensity = RestartIntensity(config.node.max_restarts, config.node.restart_window)
-        self.failed_pools: set[str] = set()
         self.endpoints: dict[str, str] = {}
         self.http_bind: str | None = None
         self.level = config.node.log_level
@@ -175,10 +173,6 @@ class Node:
             if child.poll() is None:
                 continue
             del self.children[name]
-            if child.role == "supervisor" and child.exit_code == POOL_FAILED:
-                self.failed_pools.add(name)
-                log.error("%s failed and stays down (see its log above)", name)
-                continue
             if not self.intensity.allow(time.monotonic()):
                 log.error("%s %s, and the node's restart intensity (%d in %g s) is used up: "
                           "stopping", name, child.describe_exit(), self.config.node.max_restarts,
@@ -186,10 +180,6 @@ class Node:
                 return False
             log.warning("%s %s; restarting it", name, child.describe_exit())
             self._start(name)
-        if not self.children:
-            log.error("every actor of this node has failed for good (%s): stopping",
-                      ", ".join(sorted(self.failed_pools)))
-            return False
         return True
 
     def stop(self) -> None:

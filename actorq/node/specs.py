@@ -14,7 +14,6 @@ from actorq.node.config import BrokerConfig, CronConfig, PoolConfig, StorageConf
 # Exit codes an actor uses to tell its parent not to restart it.
 CANNOT_START = 3  # a port in use, a task module that cannot be imported
 STORAGE_UNUSABLE = 2  # corrupt, locked or too-new database; never replaced
-POOL_FAILED = 4  # a supervisor's restart intensity is used up
 
 
 class BrokerSpec(msgspec.Struct, kw_only=True):

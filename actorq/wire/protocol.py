@@ -199,6 +199,8 @@ class Stats(msgspec.Struct, frozen=True, gc=False):
     dead: int = 0  # dead letters kept
     retries_total: int = 0
     cron_fired_total: int = 0
+    unserved_queues: list[str] = []  # queues with tasks waiting and no live consumer
+    leases_returned_total: int = 0  # leases requeued uncharged: handed back or never started
 
 
 # ---- messages -------------------------------------------------------------------------
@@ -224,6 +226,7 @@ class Hello(msgspec.Struct, **_msg):
     host: str = ""
     rate_limits: dict[str, float] = {}  # task name -> most dispatches per second
     holding: list[Holding] = []  # a worker's leases when it (re)registers
+    slots: int = 0  # a worker's slots: how many of its leases can be running at once
 
 
 class Welcome(msgspec.Struct, **_msg):
@@ -310,6 +313,8 @@ class Accepted(msgspec.Struct, **_msg):
     instance: str  # which broker accepted them: a client can tell acks from a restarted one
     # submitted id -> id of the task already holding the same idempotency key
     aliases: dict[str, str] = {}
+    # Queues these tasks went to that no live worker consumes: they wait until one comes.
+    unserved: list[str] = []
 
 
 class Rejected(msgspec.Struct, **_msg):
@@ -405,6 +410,9 @@ class WorkerExited(msgspec.Struct, **_msg):
     worker: str  # the worker's routing id
     exit_code: int
     restarted: bool = False  # True when the supervisor is starting a replacement
+    # Tokens of the leases it was running when it died (worker/running.py): only these
+    # are charged an attempt. None when not known (charge what may have been running).
+    running: list[int] | None = None
 
 
 class PoolFailed(msgspec.Struct, **_msg):

@@ -160,6 +160,7 @@ class Execution:
         work = self._sync
         ready = self._sync_ready
         running = self._running
+        board = self.board.tokens
         stopped = self._stopped
         abandoned = self._abandoned
         report = self._report_progress
@@ -180,6 +181,7 @@ class Execution:
                                   "it started", None, 0.0, False)
             else:
                 running[slot] = lease
+                board[slot] = token
                 if lease.timeout is not None:
                     self._started[token] = time.monotonic()
                     self._loop.call_soon_threadsafe(self._watch_timeout, lease)
@@ -192,6 +194,7 @@ class Execution:
                 except (Exception, SystemExit) as exc:  # a task's sys.exit() must not end the thread
                     result = _failure(lease, exc, t0)
                 current_task.reset(ctx)
+                board[slot] = 0
                 running[slot] = None
                 if abandoned and token in abandoned:
                     continue  # already reported as timed out or cancelled
@@ -228,6 +231,7 @@ class Execution:
         set_current, reset_current = current_task.set, current_task.reset
         clock = time.perf_counter
         out = self._loop_results  # swapped only by our caller or a later callback
+        board = self.board.tokens
         ran = 0
         until = clock() + INLINE_BATCH_S
         # A function may start an event loop of its own (asyncio.run), as it could on
@@ -244,6 +248,7 @@ class Execution:
                 t0 = clock()
                 token = lease.token
                 begin(lease, t0)
+                board[0] = token  # the loop thread runs in runner place 0 (one slot)
                 ctx = set_current((lease.id, token, report))
                 try:
                     args, kwargs = decode_args(lease.payload)
@@ -253,6 +258,7 @@ class Execution:
                 except (Exception, SystemExit) as exc:  # a task's sys.exit() must not end the worker
                     result = _failure(lease, exc, t0)
                 reset_current(ctx)
+                board[0] = 0
                 end()
                 if not abandoned or token not in abandoned:  # else already reported
                     out.append(result)
@@ -276,6 +282,8 @@ class Execution:
         token = lease.token
         current_task.set((lease.id, token, self._report_progress))
         deadline = None
+        place = self._async_places.pop()
+        self.board.tokens[place] = token
         try:
             args, kwargs = _args(lease)
             if lease.timeout is None:
@@ -297,5 +305,7 @@ class Execution:
             result = _failure(lease, exc, t0)
         finally:
             self._async_running.pop(token, None)
+            self.board.tokens[place] = 0
+            self._async_places.append(place)
         self.running_async -= 1
         self._complete(result)

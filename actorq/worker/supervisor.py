@@ -1,9 +1,14 @@
 """The supervisor actor: owns one pool of worker processes on this host.
 
-It restarts crashed workers within the pool's restart intensity and reports every
-death to the broker the moment it reaps it, so that worker's leases are requeued
-without waiting for heartbeats to lapse. Past the intensity it reports the pool
-failed and exits with POOL_FAILED, which its node does not restart.
+It reports every death to the broker the moment it reaps it, naming the leases the
+worker was running (read from the worker's running board, running.py), so that its
+leases are requeued at once and only the running ones are charged an attempt. It
+restarts the worker. A death while tasks ran is charged to those tasks (the broker
+backs them off and gives up on them after max_deliveries); the pool's restart
+intensity counts only the deaths no task explains (a worker that cannot start, that
+cannot import its modules, that dies idle), so a pool survives any number of poison
+tasks. Past its intensity the pool is failed: its workers are stopped, the broker is
+told, and the supervisor tries again after a back-off that doubles each time.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ import zmq
 
 from actorq.node import actor
 from actorq.node.children import Child, RestartIntensity, wait_all
-from actorq.node.specs import POOL_FAILED, SupervisorSpec, WorkerSpec
+from actorq.node.specs import SupervisorSpec, WorkerSpec
 from actorq.wire import protocol as p
 from actorq.wire import sockets
+from actorq.worker.running import BOARD_FD_ENV, RunningBoard, places
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 1.0  # our heartbeat to the broker until its Welcome tells us its interval
+POOL_RETRY_FIRST_S = 5.0  # a failed pool tries again after this long ...
+POOL_RETRY_MAX_S = 300.0  # ... doubling each time it fails again, up to this
 
 
 class Supervisor:
@@ -38,6 +46,9 @@ class Supervisor:
         self.sock = sockets.dealer(self.ctx, spec.broker, ident.encode())
         self.decoder = p.decoder(p.BrokerToWorker)
         self.workers: dict[str, Child] = {}
+        self.boards: dict[str, RunningBoard] = {}  # worker -> what it runs (running.py)
+        self.retry_at = 0.0  # while the pool is failed: when it tries again
+        self.retry_s = POOL_RETRY_FIRST_S
         self.intensity = RestartIntensity(self.pool.max_restarts, self.pool.restart_window)
         self.counter = 0
         self.reported_ready = False
@@ -60,33 +71,58 @@ class Supervisor:
         self.counter += 1
         wid = f"{self.pool.name}.{self.host}.{os.getpid()}.{self.counter}"
         spec = WorkerSpec(pool=self.pool, broker=self.spec.broker, worker_id=wid)
-        self.workers[wid] = Child("worker", wid, spec, self.spec.log_level)
+        board = self.boards[wid] = RunningBoard.create(wid, places(self.pool.concurrency))
+        self.workers[wid] = Child("worker", wid, spec, self.spec.log_level,
+                                  fds={BOARD_FD_ENV: board.fd})
 
-    def reap(self, stopping: bool) -> int | None:
-        """Handle exited workers; returns POOL_FAILED when the pool gives up."""
+    def reap(self, stopping: bool) -> None:
+        """Handle exited workers: tell the broker, then restart them or fail the pool."""
         for wid, child in list(self.workers.items()):
             if child.poll() is None:
                 continue
             del self.workers[wid]
+            board = self.boards.pop(wid)
+            running = board.running()
+            board.close()
             ordered = wid in self.killed
             self.killed.discard(wid)
-            restart = not stopping and (ordered or self.intensity.allow(time.monotonic()))
+            # A death while tasks ran is theirs to answer for (the broker charges them),
+            # not the pool's: only deaths no task explains count against the intensity.
+            restart = not stopping and not self.retry_at and (
+                ordered or bool(running) or self.intensity.allow(time.monotonic()))
             # Tell the broker first: its leases are requeued now, not at lease expiry.
             self._send(p.WorkerExited(worker=wid, exit_code=child.exit_code or 0,
-                                      restarted=restart))
-            if stopping:
+                                      restarted=restart, running=running))
+            if stopping or self.retry_at:
                 continue
             if not restart:
-                reason = (f"worker {wid} {child.describe_exit()}: more than "
-                          f"{self.pool.max_restarts} restarts in {self.pool.restart_window:g} s")
-                log.error("pool %s FAILED, giving up: %s", self.pool.name, reason)
-                self._send(p.PoolFailed(reason=reason))
-                return POOL_FAILED
+                self._fail(f"worker {wid} {child.describe_exit()}: more than "
+                           f"{self.pool.max_restarts} restarts in "
+                           f"{self.pool.restart_window:g} s")
+                continue
             self.restarts += 1
             log.log(logging.INFO if ordered else logging.WARNING,
-                    "worker %s %s; starting a replacement", wid, child.describe_exit())
+                    "worker %s %s%s; starting a replacement", wid, child.describe_exit(),
+                    f" while running {len(running)} task(s)" if running else "")
             self.spawn()
-        return None
+
+    def _fail(self, reason: str) -> None:
+        """Past the restart intensity: stop the pool, say so, and try again later."""
+        log.error("pool %s FAILED: %s; trying again in %g s", self.pool.name, reason,
+                  self.retry_s)
+        self._send(p.PoolFailed(reason=reason))
+        self.retry_at = time.monotonic() + self.retry_s
+        self.retry_s = min(self.retry_s * 2, POOL_RETRY_MAX_S)
+        for child in self.workers.values():
+            child.signal(signal.SIGTERM)  # reaped as they go; not restarted meanwhile
+
+    def _retry(self) -> None:
+        log.warning("pool %s: trying again after it failed", self.pool.name)
+        self.retry_at = 0.0
+        self.intensity = RestartIntensity(self.pool.max_restarts, self.pool.restart_window)
+        self._hello()  # registers afresh: the broker no longer lists the pool as failed
+        for _ in range(self.pool.workers - len(self.workers)):
+            self.spawn()
 
     def run(self) -> int:
         poller = zmq.Poller()
@@ -96,12 +132,11 @@ class Supervisor:
         for _ in range(self.pool.workers):
             self.spawn()
         self.next_beat = time.monotonic() + self.heartbeat_s
-        result = 0
         while not self.signals.stop:
             pending = {c.ready_fd: c for c in self.workers.values() if c.ready_fd is not None}
             for fd in pending:
                 poller.register(fd, zmq.POLLIN)
-            wake = min(self.next_beat, *self.kill_at.values()) if self.kill_at else self.next_beat
+            wake = min(self.next_beat, *self.kill_at.values(), self.retry_at or self.next_beat)
             timeout_ms = max(0.0, wake - time.monotonic()) * 1000
             events = dict(poller.poll(timeout_ms))
             for fd in pending:
@@ -113,10 +148,9 @@ class Supervisor:
             if self.sock in events:
                 self._read_broker()
             self._kill_overdue()
-            failed = self.reap(stopping=False)
-            if failed is not None:
-                result = failed
-                break
+            self.reap(stopping=False)
+            if self.retry_at and time.monotonic() >= self.retry_at:
+                self._retry()
             if not self.reported_ready and all(c.ready_info for c in self.workers.values()):
                 self.reported_ready = True
                 log.info("pool %s up: %d worker(s)", self.pool.name, len(self.workers))
@@ -125,7 +159,7 @@ class Supervisor:
                 self.next_beat = time.monotonic() + self.heartbeat_s
                 self._send(p.Heartbeat())
         self._stop()
-        return result
+        return 0
 
     def _read_broker(self) -> None:
         for msg in sockets.from_broker(self.sock, self.decoder):

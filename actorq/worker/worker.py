@@ -44,6 +44,7 @@ from actorq.wire import sockets
 from actorq.wire.sockets import EVENTS, NOBLOCK, POLLIN
 from actorq.worker.execution import Execution
 from actorq.worker.interruptions import Interruptions
+from actorq.worker.running import RunningBoard, places
 from actorq.worker.standin import StandIn
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,10 @@ class Worker(Execution, Interruptions):
         # thread is the cheapest record there is, and the loop reads it only to stop
         # or time out a task. Start times are kept only for leases with a timeout.
         self._running: list[p.Lease | None] = [None] * self.slots
+        # What runs now, for the supervisor to read if this process dies (running.py):
+        # runner places 0..slots-1, then a place per concurrent async task.
+        self.board = RunningBoard.attach(places(self.slots))
+        self._async_places = list(range(places(self.slots) - 1, self.slots - 1, -1))
         self._started: dict[int, float] = {}
         self._stopped: set[int] = set()  # tokens cancelled before or while running
         self._abandoned: set[int] = set()  # tokens already reported (timed out, stopped)
@@ -160,7 +165,8 @@ class Worker(Execution, Interruptions):
                            pid=os.getpid(), host=socket.gethostname(),
                            rate_limits={n: d.rate_limit for n, d in self.allowed.items()
                                         if d.rate_limit},
-                           holding=[p.Holding(tid, token) for token, tid in self.holding.items()]))
+                           holding=[p.Holding(tid, token) for token, tid in self.holding.items()],
+                           slots=self.slots))
 
     def _handle(self, msg: object) -> None:
         match msg:

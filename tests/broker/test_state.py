@@ -197,14 +197,15 @@ def test_a_stale_result_is_ignored_and_the_current_one_counts():
     s.on_worker(W1, worker_hello(credit=1), 0)
     s.on_client(C, p.Submit([spec(0)]), 0)
     first = turn(s).dispatch[W1][0]
-    s.peer_unreachable(W1, 0)
-    s.on_worker(W2, worker_hello(credit=1), 0)
-    second = turn(s).dispatch[W2][0]
-    s.on_worker(W1, p.Report([ok(first, b"old")]), 0.1)  # late frame from the old lease
+    s.peer_unreachable(W1, 0)  # gone, and no supervisor says what it ran:
+    turn(s, 1.0)  # dropped after EXIT_REPORT_WAIT_S, its lease requeued
+    s.on_worker(W2, worker_hello(credit=1), 1.0)
+    second = turn(s, 1.0).dispatch[W2][0]
+    s.on_worker(W1, p.Report([ok(first, b"old")]), 1.1)  # late frame from the old lease
     assert s.tasks["t0"].state == "running" and s.stale_results_total == 1
-    s.on_worker(W2, p.Report([ok(second, b"new")]), 0.2)
+    s.on_worker(W2, p.Report([ok(second, b"new")]), 1.2)
     assert s.tasks["t0"].value == b"new"
-    s.on_worker(W2, p.Report([ok(second, b"again")]), 0.3)  # duplicate: recorded once
+    s.on_worker(W2, p.Report([ok(second, b"again")]), 1.3)  # duplicate: recorded once
     assert s.tasks["t0"].value == b"new" and s.finished_total == {"succeeded": 1}
 
 

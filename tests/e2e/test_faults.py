@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import time
 
@@ -80,6 +81,40 @@ def test_a_task_that_kills_every_worker_fails_as_worker_lost(node, client):
     # Then it fails after 2 attempts instead of crash-looping the pool
     assert c.status(err.value.task_id).attempts == 2
     assert c.submit("tests.apps.faulty:add", (1, 1)).result(timeout=10) == 2
+
+
+def test_repeated_worker_kills_at_high_credit_charge_only_what_ran(node, client):
+    # Given four workers that each hold up to 256 leases, and 5,000 short tasks
+    n = node(workers=4, prefetch=256, broker_extra="max_deliveries = 5")
+    c = client(n)
+    handles = c.submit_many([("tests.apps.faulty:sleep", (0.002,))] * 5000)
+    # When workers are SIGKILLed 25 times while the tasks run
+    rng = random.Random(7)
+    for _ in range(25):
+        pids = n.worker_pids()
+        if pids:
+            os.kill(rng.choice(pids), signal.SIGKILL)
+        time.sleep(0.1)
+    # Then every task completes: a lease its worker never started is not an attempt, so
+    # no task is dead-lettered for the crashes of the tasks in front of it
+    results = c.gather(handles, timeout=60, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, Exception)]
+    assert not failures, f"{len(failures)} failed, first: {failures[0]}"
+    assert c.stats().dead == 0
+
+
+def test_a_pool_survives_poison_tasks_in_a_row(node, client):
+    # Given a pool whose restart intensity allows 3 unexplained deaths a minute
+    n = node(workers=1, broker_extra="max_deliveries = 2", extra="max_restarts = 3\n")
+    c = client(n)
+    # When ten tasks in a row each crash the worker that runs them, twice
+    for _ in range(10):
+        with pytest.raises(TaskFailed, match="WorkerLost"):
+            c.submit("tests.apps.faulty:crash").result(timeout=30)
+    # Then the crashes were charged to the tasks, not the pool: it still serves
+    assert c.submit("tests.apps.faulty:add", (1, 1)).result(timeout=10) == 2
+    stats = c.stats()
+    assert stats.supervisors == {"default": "up"} and stats.worker_restarts == {"default": 20}
 
 
 def _raw(address: str) -> zmq.Socket:

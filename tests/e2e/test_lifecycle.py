@@ -4,9 +4,12 @@ node (tests/apps/lifecycle.py), submitted through the real client."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import os
 import signal
 import time
+import urllib.request
 
 import pytest
 
@@ -39,13 +42,22 @@ def test_priority_runs_a_later_high_priority_task_first(node, client, tmp_path):
         c.submit(f"{L}:double", (1,), priority=256)
 
 
-def test_a_task_on_a_queue_nobody_serves_waits_and_shows_in_depth(node, client):
-    c = client(node(workers=1))
-    h = c.submit(f"{L}:double", (1,), queue="reports")
-    c.flush()
-    time.sleep(0.3)
+def test_a_task_on_a_queue_nobody_serves_waits_and_is_named(node, client, caplog):
+    n = node(workers=1)
+    c = client(n)
+    # When a task goes to a queue no worker consumes
+    with caplog.at_level(logging.WARNING, logger="actorq.client"):
+        h = c.submit(f"{L}:double", (1,), queue="reports")
+        c.flush()
+        # Then the client says so when it submits
+        wait_until(lambda: any("'reports' has no live worker" in r.getMessage()
+                               for r in caplog.records), 5)
+    # And the task waits, counted in the queue's depth, and /health names the queue
     assert c.status(h.id).state == "queued"
-    assert c.stats().queue_depth["reports"] == 1
+    stats = c.stats()
+    assert stats.queue_depth["reports"] == 1 and stats.unserved_queues == ["reports"]
+    with urllib.request.urlopen(f"{n.http}/health", timeout=10) as r:
+        assert json.loads(r.read())["unserved_queues"] == ["reports"]
 
 
 def test_retries_back_off_then_succeed_and_dead_letters_can_be_requeued(node, client, tmp_path):

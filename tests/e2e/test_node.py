@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 import subprocess
@@ -115,6 +116,7 @@ def test_health_and_metrics(node, client):
     assert health["status"] == "ok"
     assert health["pools"]["default"] == {"workers_alive": 2, "workers_expected": 2,
                                           "supervisor": "up"}
+    assert health["unserved_queues"] == ["nobody-serves-this"]
     status, text = _get(n.http + "/metrics")
     assert status == 200
     # Then the required families are there with the right values
@@ -124,6 +126,8 @@ def test_health_and_metrics(node, client):
         'actorq_tasks_finished_total{state="succeeded"} 10.0',
         'actorq_tasks_finished_total{state="dead"} 1.0',
         'actorq_queue_depth{queue="nobody-serves-this"} 1.0',
+        'actorq_queue_unserved{queue="nobody-serves-this"} 1.0',
+        "actorq_leases_returned_total 0.0",
         'actorq_workers_alive{pool="default"} 2.0',
         "actorq_task_duration_seconds_count 11.0",
         'actorq_task_duration_seconds_bucket{le="+Inf"} 11.0',
@@ -158,9 +162,11 @@ def test_health_is_503_while_a_pool_is_short_of_workers_and_recovers(node, clien
     wait_until(lambda: _get(n.http + "/health")[0] == 200, 10)
 
 
-def test_pool_past_its_restart_intensity_gives_up_loudly(node, client, tmp_path):
+def test_pool_past_its_restart_intensity_fails_loudly_then_tries_again(node, client,
+                                                                        tmp_path):
     # Given a running node
     main = node()
+    c = client(main)
     # When a worker-only node joins with a pool whose task module cannot be imported
     cfg = tmp_path / "broken.toml"
     cfg.write_text(f"""
@@ -172,15 +178,26 @@ max_restarts = 2
 restart_window = 60
 broker = "{main.worker_bind}"
 """)
-    proc = subprocess.run([sys.executable, "-m", "actorq", "run", str(cfg)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, start_new_session=True)
-    # Then its workers are restarted twice, the pool is reported failed, and the node
-    # exits non-zero saying why
-    assert proc.returncode == 1
-    assert "No module named 'tests.apps.no_such_module'" in proc.stderr
-    assert "pool broken FAILED, giving up" in proc.stderr
-    assert "more than 2 restarts in 60 s" in proc.stderr
-    assert client(main).stats().supervisors["broken"] == "failed"
+    log_path = tmp_path / "broken.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "actorq", "run", str(cfg)], cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        # Then its workers are restarted twice and the pool is reported failed, saying why
+        wait_until(lambda: "pool broken FAILED" in log_path.read_text(), 30)
+        text = log_path.read_text()
+        assert "No module named 'tests.apps.no_such_module'" in text
+        assert "more than 2 restarts in 60 s" in text
+        assert c.stats().supervisors["broken"] == "failed"
+        # And after its back-off it tries again (and fails again), instead of staying down
+        wait_until(lambda: "pool broken: trying again" in log_path.read_text(), 30)
+        wait_until(lambda: log_path.read_text().count("pool broken FAILED") == 2, 30)
+        assert proc.poll() is None
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    assert not session_pids(proc.pid)
 
 
 @pytest.mark.parametrize("text, key", [

@@ -177,6 +177,7 @@ class Dispatch:
             task = worker.leased.pop(tid, None)
             if task is not None and task.state is RUNNING and task.worker == peer:
                 task.run.attempts -= 1  # never started: not an attempt
+                self.leases_returned_total += 1
                 self._requeue(task)
 
     def _results(self, peer: bytes, worker: Worker | None, results: list[p.Result],

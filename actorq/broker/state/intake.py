@@ -87,6 +87,8 @@ class Intake:
                     depth[lane_queue] += lane_added
                 lane_queue, lane_priority, lane_added = queue, priority, 0
                 lane = (queues.get(queue) or self._new_queue(queue)).lane(priority)
+                if queue not in self.consumers:
+                    self.outbox.unserved.setdefault(peer, set()).add(queue)
             lane.append(task)
             lane_added += 1
             accepted.append(tid)
@@ -127,6 +129,8 @@ class Intake:
         self._touch(task)
         accepted.append(tid)
         self.submitted_total += 1
+        if queue not in self.consumers:
+            self.outbox.unserved.setdefault(peer, set()).add(queue)
         if opts.key is not None:
             self.keys[opts.key] = tid
         if opts.expires_at:

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import logging
 
-from actorq.broker.state.records import DEAD, RUNNING, Supervisor, Worker
+from actorq.broker.state.records import DEAD, RUNNING, Supervisor, Task, Worker
 from actorq.tasks.ratelimit import Limiter
+from actorq.tasks.retry import retry_delay
 from actorq.wire import protocol as p
 
 log = logging.getLogger("actorq.broker.state")
 
 SUPERVISOR_FORGET_LIVENESSES = 10  # a silent supervisor is forgotten after this many windows
+# How long a worker gone from the socket waits for its supervisor to say what it was
+# running (it says so within milliseconds of reaping it) before it is dropped anyway.
+EXIT_REPORT_WAIT_S = 1.0
+# Back-off before delivering again a task whose worker died under it more than once:
+# 1 s, 2 s, 4 s ... (half of it random), at most a minute.
+CRASH_BACKOFF_S = 1.0
+CRASH_BACKOFF_MAX_S = 60.0
 
 
 class Membership:
@@ -23,6 +31,7 @@ class Membership:
 
     def _init_membership(self, now: float) -> None:
         self.workers: dict[bytes, Worker] = {}
+        self.consumers: dict[str, int] = {}  # queue -> live workers consuming it
         self.supervisors: dict[bytes, Supervisor] = {}
         self.scheduler: bytes | None = None
         self.scheduler_seen = now
@@ -40,10 +49,13 @@ class Membership:
                 # It lost touch with us but kept its leases; trust its fresh credit count.
                 worker.credit = max(0, hello.credit)
                 worker.draining = False
+                worker.lost_at = None
                 if worker.credit:
                     self.ready[peer] = None
             else:
                 worker = self.workers[peer] = Worker(peer, hello, now)
+                for queue in worker.queues:
+                    self.consumers[queue] = self.consumers.get(queue, 0) + 1
                 if worker.credit:
                     self.ready[peer] = None
             if hello.holding:
@@ -70,31 +82,69 @@ class Membership:
             if sup.pool == worker.pool and sup.host == worker.host and not sup.failed:
                 self.outbox.to_workers.append((sup.ident, kill))
 
-    def _drop_worker(self, worker: Worker, now: float) -> None:
-        """Forget a worker and requeue every lease it held, at the front of its priority."""
-        self.workers.pop(worker.ident, None)
+    def _drop_worker(self, worker: Worker, now: float, started: set[int] | None = None) -> None:
+        """Forget a worker and requeue every lease it held, at the front of its priority.
+
+        Only the leases it had started are charged an attempt: those its supervisor
+        names (`started`, read from the worker's running board), or, without that word
+        (a worker that stopped answering), the first ones in lease order, as many as
+        could have been running. The rest go back as if never leased."""
+        if self.workers.pop(worker.ident, None) is not None:
+            for queue in worker.queues:
+                left = self.consumers[queue] - 1
+                if left:
+                    self.consumers[queue] = left
+                else:
+                    del self.consumers[queue]
         self.ready.pop(worker.ident, None)
-        for task in worker.leased.values():
-            if task.state is not RUNNING or task.worker != worker.ident:
+        ident = worker.ident
+        # A worker runs at most `slots` plain calls and `slots` async tasks at once.
+        maybe_running = 2 * worker.slots if worker.slots else len(worker.leased)
+        leased = list(worker.leased.values())
+        for i in range(len(leased) - 1, -1, -1):  # each goes in front of the one after it
+            task = leased[i]
+            if task.state is not RUNNING or task.worker != ident:
                 continue
-            if task.attempts >= self.max_deliveries:
-                # A task that takes its worker down every time would otherwise crash-loop
-                # the pool until the supervisor gives up on it.
-                self._finish(task, DEAD, now, error=(
-                    f"WorkerLost: the worker running this task was lost {task.attempts} "
-                    f"time(s) (last: {worker.name}); giving up"))
+            if task.token in started if started is not None else i < maybe_running:
+                self._lost_while_running(task, worker, now)
             else:
+                task.run.attempts -= 1  # never started: not an attempt
+                self.leases_returned_total += 1
                 self._requeue(task)
         worker.leased.clear()
 
+    def _lost_while_running(self, task: Task, worker: Worker, now: float) -> None:
+        """A task whose worker died under it: it may be what killed it."""
+        if task.attempts >= self.max_deliveries:
+            # A task that takes its worker down every time would otherwise crash-loop
+            # the pool forever.
+            self._finish(task, DEAD, now, error=(
+                f"WorkerLost: the worker running this task was lost {task.attempts} "
+                f"time(s) (last: {worker.name}); giving up"))
+        elif task.attempts > 1:
+            # Lost before: back off before the next delivery, so that a task that
+            # crashes its workers cannot crash-loop them. A first loss (a worker killed
+            # from outside, the OOM killer) is requeued at once.
+            task.run.worker = None
+            delay = retry_delay(CRASH_BACKOFF_S, CRASH_BACKOFF_MAX_S, task.attempts - 1,
+                                self.rand)
+            self._schedule(task, now + self.wall_offset + delay)
+        else:
+            self._requeue(task)
+
     def peer_unreachable(self, peer: bytes, now: float) -> None:
-        """A send to this worker failed (ROUTER_MANDATORY): treat it as dead."""
+        """A send to this peer failed (ROUTER_MANDATORY): it is gone."""
         worker = self.workers.get(peer)
-        if worker is not None:
-            level = logging.INFO if worker.draining and not worker.leased else logging.WARNING
-            log.log(level, "worker %s is unreachable; requeueing %d task(s)",
-                    worker.name, len(worker.leased))
-            self._drop_worker(worker, now)
+        if worker is not None and worker.lost_at is None:
+            # Its supervisor says within moments what it was running (WorkerExited);
+            # until then it takes no work. Without that word by EXIT_REPORT_WAIT_S,
+            # it is dropped with what may have been running charged (_check_liveness).
+            worker.lost_at = now
+            worker.draining = True
+            self.ready.pop(peer, None)
+            level = logging.INFO if not worker.leased else logging.WARNING
+            log.log(level, "worker %s is unreachable (holding %d task(s)); waiting for its "
+                    "supervisor's word", worker.name, len(worker.leased))
         sup = self.supervisors.get(peer)
         if sup is not None and not sup.failed:
             del self.supervisors[peer]  # a failed pool stays listed: operators need to see it
@@ -112,7 +162,7 @@ class Membership:
             self.outbox.to_workers.append((peer, UNKNOWN_PEER))
 
     def _worker_exited(self, peer: bytes, name: str, code: int, restarted: bool,
-                       now: float) -> None:
+                       running: list[int] | None, now: float) -> None:
         """A supervisor saw one of its workers exit: requeue its leases now, without
         waiting for its heartbeats to stop."""
         sup = self.supervisors.get(peer)
@@ -124,7 +174,7 @@ class Membership:
             level = logging.INFO if code == 0 and not gone.leased else logging.WARNING
             log.log(level, "worker %s exited with code %s; requeueing %d task(s)",
                     name, code, len(gone.leased))
-            self._drop_worker(gone, now)
+            self._drop_worker(gone, now, set(running) if running is not None else None)
 
     def _pool_failed(self, peer: bytes, reason: str) -> None:
         sup = self.supervisors.get(peer)
@@ -137,7 +187,12 @@ class Membership:
         beat = p.Beat(instance=self.instance)
         deadline = now - self.liveness_s
         for worker in list(self.workers.values()):
-            if worker.last_seen < deadline:
+            if worker.lost_at is not None:
+                if now - worker.lost_at >= EXIT_REPORT_WAIT_S:
+                    log.warning("worker %s: no word from its supervisor; requeueing %d "
+                                "task(s)", worker.name, len(worker.leased))
+                    self._drop_worker(worker, now)
+            elif worker.last_seen < deadline:
                 log.warning("worker %s missed %.1f s of heartbeats; requeueing %d task(s)",
                             worker.name, now - worker.last_seen, len(worker.leased))
                 self._drop_worker(worker, now)

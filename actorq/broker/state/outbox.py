@@ -16,6 +16,7 @@ class Outbox:
     outcomes: dict[bytes, list[p.Outcome]] = field(default_factory=dict)
     dispatch: dict[bytes, list[p.Lease]] = field(default_factory=dict)
     aliases: dict[bytes, dict[str, str]] = field(default_factory=dict)
+    unserved: dict[bytes, set[str]] = field(default_factory=dict)  # see Accepted.unserved
     to_clients: list[tuple[bytes, object]] = field(default_factory=list)
     to_workers: list[tuple[bytes, object]] = field(default_factory=list)
     # Clients whose acknowledgements go out now, not held to ride with their outcomes.

@@ -97,7 +97,7 @@ def _is_queued(task: Task) -> bool:
 
 class Worker:
     __slots__ = ("ident", "name", "pool", "queues", "credit", "last_seen", "leased", "pid",
-                 "host", "draining")
+                 "host", "draining", "slots", "lost_at")
 
     def __init__(self, ident: bytes, hello: p.Hello, now: float) -> None:
         self.ident = ident
@@ -110,6 +110,8 @@ class Worker:
         self.pid = hello.pid
         self.host = hello.host
         self.draining = False
+        self.slots = max(0, hello.slots)  # 0: an older worker that does not say
+        self.lost_at: float | None = None  # a send to it failed: its supervisor's word is awaited
 
 
 @dataclass

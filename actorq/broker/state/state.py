@@ -189,8 +189,9 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
                     worker.draining = True
                     self.ready.pop(peer, None)
                     self._hand_back(worker, released)
-            case p.WorkerExited(worker=name, exit_code=code, restarted=restarted):
-                self._worker_exited(peer, name, code, restarted, now)
+            case p.WorkerExited(worker=name, exit_code=code, restarted=restarted,
+                                running=running):
+                self._worker_exited(peer, name, code, restarted, running, now)
             case p.PoolFailed(reason=reason):
                 self._pool_failed(peer, reason)
 

@@ -18,6 +18,7 @@ class Statistics:
         self.stale_results_total = 0
         self.retries_total = 0
         self.worker_restarts: dict[str, int] = {}
+        self.leases_returned_total = 0  # leases requeued uncharged: handed back, never started
         self.duration_counts = [0] * (len(DURATION_BUCKETS_S) + 1)
         self.duration_sum_s = 0.0
 
@@ -64,4 +65,7 @@ class Statistics:
             dead=len(self.dead),
             retries_total=self.retries_total,
             cron_fired_total=self.cron_fired_total,
+            unserved_queues=sorted(q for q, n in self.depth.items()
+                                   if n > 0 and q not in self.consumers),
+            leases_returned_total=self.leases_returned_total,
         )

@@ -1,0 +1,103 @@
+"""Workers that die: only what they ran is charged, poison tasks back off, and a worker
+gone from the socket waits for its supervisor's word. A fake clock, no sockets."""
+
+from actorq.broker.state import BrokerState
+from actorq.broker.state.membership import CRASH_BACKOFF_S, EXIT_REPORT_WAIT_S
+from actorq.wire import protocol as p
+
+C = b"client-1"
+W1 = b"w1"
+W2 = b"w2"
+SUP = b"sup"
+
+
+def fresh(**kw) -> BrokerState:
+    return BrokerState(now=0.0, instance="inst", heartbeat_interval_s=1.0, seed=7, **kw)
+
+
+def hello(credit: int, slots: int = 1) -> p.Hello:
+    return p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool="default",
+                   queues=["default"], credit=credit, slots=slots)
+
+
+def turn(s: BrokerState, now: float = 0.0):
+    s.tick(now)
+    s.dispatch(now)
+    return s.take_outbox()
+
+
+def submit(s: BrokerState, n: int, now: float = 0.0) -> None:
+    s.on_client(C, p.Submit([p.TaskSpec(f"t{i}", "m:f", b"\x90") for i in range(n)]), now)
+
+
+def exited(s: BrokerState, worker: bytes, running: list[int] | None, now: float) -> None:
+    s.on_worker(SUP, p.WorkerExited(worker=worker.decode(), exit_code=-9, restarted=True,
+                                    running=running), now)
+
+
+def test_a_worker_death_charges_only_the_leases_it_was_running():
+    # Given a one-slot worker holding four leases, running the first
+    s = fresh()
+    s.on_worker(W1, hello(credit=4), 0)
+    submit(s, 4)
+    leases = turn(s).dispatch[W1]
+    # When its supervisor reports it dead, running the first one
+    exited(s, W1, [leases[0].token], 0.1)
+    # Then the first has an attempt counted and the other three none, and all four wait
+    # at the front of the queue in their order
+    assert [s.tasks[f"t{i}"].attempts for i in range(4)] == [1, 0, 0, 0]
+    assert s.leases_returned_total == 3
+    s.on_worker(W2, hello(credit=4), 0.1)
+    assert [lease.id for lease in turn(s, 0.1).dispatch[W2]] == ["t0", "t1", "t2", "t3"]
+
+
+def test_a_task_that_keeps_killing_workers_backs_off_then_is_dead():
+    s = fresh(max_deliveries=3)
+    s.on_worker(W1, hello(credit=1), 0)
+    submit(s, 1)
+    lease = turn(s).dispatch[W1][0]
+    # A first loss: requeued at once (a worker killed from outside)
+    exited(s, W1, [lease.token], 0.0)
+    s.on_worker(W2, hello(credit=1), 0.0)
+    lease = turn(s, 0.0).dispatch[W2][0]
+    assert lease.attempt == 2
+    # A second loss: scheduled with a back-off, not queued
+    exited(s, W2, [lease.token], 0.0)
+    task = s.tasks["t0"]
+    assert task.state == "scheduled"
+    assert CRASH_BACKOFF_S / 2 <= s.scheduled["t0"] <= CRASH_BACKOFF_S
+    # Due again, a third loss: dead, saying why
+    s.on_worker(b"timer", p.Due(["t0"]), 2.0)
+    s.on_worker(W1, hello(credit=1), 2.0)
+    lease = turn(s, 2.0).dispatch[W1][0]
+    exited(s, W1, [lease.token], 2.0)
+    assert task.state == "dead" and task.error.startswith("WorkerLost: ")
+
+
+def test_without_a_supervisors_word_what_may_have_run_is_charged():
+    # Given a one-slot worker holding five leases that stops answering
+    s = fresh()
+    s.on_worker(W1, hello(credit=5), 0)
+    submit(s, 5)
+    turn(s)
+    # When its heartbeats lapse (3 s) with nobody saying what it ran
+    turn(s, 1.0)
+    turn(s, 4.0)
+    # Then the leases it could have been running (a plain call and an async one) are
+    # charged, and the others are not
+    assert W1 not in s.workers
+    assert [s.tasks[f"t{i}"].attempts for i in range(5)] == [1, 1, 0, 0, 0]
+
+
+def test_a_worker_gone_from_the_socket_waits_for_its_supervisor():
+    s = fresh()
+    s.on_worker(W1, hello(credit=3), 0)
+    submit(s, 4)
+    leases = turn(s).dispatch[W1]
+    # When a send to it fails, it takes no more work but keeps its leases a moment
+    s.peer_unreachable(W1, 0.0)
+    s.on_worker(W1, p.Report([p.Result(leases[0].id, leases[0].token, True, b"\xc0")]), 0.0)
+    assert turn(s, 0.0).dispatch == {} and len(s.workers[W1].leased) == 2
+    # Then its supervisor's word, within the wait, says exactly what ran
+    exited(s, W1, [leases[1].token], EXIT_REPORT_WAIT_S / 2)
+    assert [s.tasks[f"t{i}"].attempts for i in (1, 2)] == [1, 0]
