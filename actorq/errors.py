@@ -2,7 +2,8 @@
 
     ActorqError
     ├── ConfigError          .file, .key, .reason: a bad config file or key
-    ├── SubmitRejected       .code (too_large, bad_option, draining, ...), .task_id
+    ├── RequestRejected      .code, .message: the broker refused a request (scale, add_cron)
+    │   └── SubmitRejected   .code (too_large, bad_option, draining, ...), .task_id
     ├── TaskError            .task_id, .state: raised by TaskHandle.result()
     │   ├── TaskFailed       .error "ExcType: message", .traceback (remote)
     │   ├── TaskCancelled
@@ -33,14 +34,22 @@ class ConfigError(ActorqError):
         super().__init__(f"{where}: {reason}")
 
 
-class SubmitRejected(ActorqError):
+class RequestRejected(ActorqError):
+    """The client or the broker refused a request; nothing changed. `.code` says why
+    (bad_option, ...), `.message` how."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+class SubmitRejected(RequestRejected):
     """The client or the broker refused a submission; nothing was queued."""
 
     def __init__(self, code: str, message: str, task_id: str | None = None) -> None:
-        self.code = code
-        self.message = message
         self.task_id = task_id
-        super().__init__(f"{code}: {message}")
+        super().__init__(code, message)
 
 
 class TaskError(ActorqError):

@@ -35,6 +35,10 @@ WAITING = "actorq_tasks_waiting"
 RETRIES = "actorq_task_retries"
 CRON_FIRED = "actorq_cron_fired"
 LEASES_RETURNED = "actorq_leases_returned"
+STEALS = "actorq_lease_steals"
+POOL_WORKERS = "actorq_pool_workers"
+POOL_TARGET = "actorq_pool_workers_target"
+POOL_SCALE_EVENTS = "actorq_pool_scale_events"
 QUEUE_UNSERVED = "actorq_queue_unserved"
 
 
@@ -85,6 +89,7 @@ def families(stats: Stats | None) -> Iterator[Metric]:
     for pool, state in sorted(stats.supervisors.items()):
         pools.add_metric([pool], 1 if state == "up" else 0)
     yield pools
+    yield from _pool_sizes(stats)
     buckets = []
     cumulative = 0
     for bound, n in zip(stats.duration_buckets, stats.duration_counts):
@@ -101,11 +106,30 @@ def families(stats: Stats | None) -> Iterator[Metric]:
     yield CounterMetricFamily(LEASES_RETURNED, "Leases requeued without an attempt counted: "
                               "handed back by a busy or draining worker, or held unstarted by "
                               "one that died.", value=stats.leases_returned_total)
+    yield CounterMetricFamily(STEALS, "Times the broker asked a worker to hand back leases it "
+                              "had not started, for an idle worker.", value=stats.steals_total)
     unserved = GaugeMetricFamily(QUEUE_UNSERVED, "1 for a queue with tasks waiting and no "
                                  "live worker consuming it.", labels=["queue"])
     for queue in stats.unserved_queues:
         unserved.add_metric([queue], 1)
     yield unserved
+
+
+def _pool_sizes(stats: Stats) -> Iterator[Metric]:
+    workers = GaugeMetricFamily(POOL_WORKERS, "Worker processes a pool runs now, as its "
+                                "supervisors report.", labels=["pool"])
+    target = GaugeMetricFamily(POOL_TARGET, "Worker processes a pool is heading for "
+                               "(autoscaling).", labels=["pool"])
+    events = CounterMetricFamily(POOL_SCALE_EVENTS, "Scaling decisions taken, by direction.",
+                                 labels=["pool", "direction"])
+    for pool, s in sorted(stats.pools.items()):
+        workers.add_metric([pool], s.workers)
+        target.add_metric([pool], s.target)
+        events.add_metric([pool, "up"], s.scale_ups)
+        events.add_metric([pool, "down"], s.scale_downs)
+    yield workers
+    yield target
+    yield events
 
 
 class StatsCollector(Collector):

@@ -26,6 +26,7 @@ from actorq.testing import ROOT, NodeProcess, pid_of, wait_until
 NOOP = "actorq.demo:noop"
 SPIN = "actorq.demo:spin"
 ASYNC_SLEEP = "actorq.demo:async_sleep"
+SLEEP = "actorq.demo:sleep"
 
 
 class Figure(msgspec.Struct):
@@ -54,14 +55,16 @@ class Scale:
     backlog_tasks: int
     many_workers: tuple[int, ...]
     many_worker_tasks: int
+    burst_tasks: int  # elastic: the burst of 5 ms tasks
+    idle_s: float  # elastic: the idle time before and after it
 
 
-FULL = Scale(200_000, 50_000, 5_000, 400, 1_000_000, (2, 50, 500), 100_000)
-QUICK = Scale(50_000, 10_000, 1_000, 100, 100_000, (2, 50), 20_000)
+FULL = Scale(200_000, 50_000, 5_000, 400, 1_000_000, (2, 50, 500), 100_000, 20_000, 10.0)
+QUICK = Scale(50_000, 10_000, 1_000, 100, 100_000, (2, 50), 20_000, 4_000, 4.0)
 
 
 def node_toml(*, workers: int = 2, prefetch: int = 0, concurrency: int = 1,
-              pools: bool = True, broker: str = "", storage: str = "") -> str:
+              pools: bool = True, broker: str = "", storage: str = "", extra: str = "") -> str:
     text = ""
     if not broker:
         text += ('[node]\nshutdown_grace = 5\n[broker]\nbind = "tcp://127.0.0.1:*"\n'
@@ -70,7 +73,7 @@ def node_toml(*, workers: int = 2, prefetch: int = 0, concurrency: int = 1,
         text += storage
     if pools:
         text += (f'[[pools]]\nname = "bench"\nworkers = {workers}\nconcurrency = {concurrency}\n'
-                 f'prefetch = {prefetch}\ntasks = ["actorq.demo"]\n')
+                 f'prefetch = {prefetch}\ntasks = ["actorq.demo"]\n{extra}')
         if broker:
             text += f'broker = "{broker}"\n'
     return text
@@ -107,36 +110,52 @@ def resting_rss(pid: int, limit_s: float = 5.0) -> int:
     return last
 
 
-# Throughput workloads give each worker this much prefetch: a worker holding only
-# one task waits a full round trip between tasks. Latency workloads use the default.
-THROUGHPUT_PREFETCH = 256
+# Every workload runs the shipped defaults (adaptive credit). The throughput ones also
+# measure a pool tuned by hand, `prefetch = 256`, to show what the defaults leave out.
+TUNED_PREFETCH = 256
 REPEATS = 3  # throughput runs per workload; the median is reported (one run is noisy)
 
 
-def throughput_batch(scale: Scale) -> list[Figure]:
-    with running(node_toml(prefetch=THROUGHPUT_PREFETCH)) as node, Client(node.broker) as c:
-        c.gather(c.submit_many([(NOOP, ())] * 2000), timeout=60)  # warm up
+def _median_rate(config: str, n: int, submit: Callable[[Client, int], list],
+                 repeats: int = REPEATS) -> float:
+    """Tasks per second from first submit to last result, median of `repeats` runs."""
+    with running(config) as node, Client(node.broker) as c:
+        c.gather(submit(c, 2000), timeout=60)  # warm up
         rates = []
-        for _ in range(REPEATS):
+        for _ in range(repeats):
             t0 = time.perf_counter()
-            handles = c.submit_many([(NOOP, ())] * scale.batch_tasks)
-            c.gather(handles, timeout=600)
-            rates.append(scale.batch_tasks / (time.perf_counter() - t0))
-    return [figure("throughput-batch", f"{scale.batch_tasks} no-op tasks, submit_many "
-                   f"(median of {REPEATS})", statistics.median(rates), "tasks/s", ">=", 125_000)]
+            c.gather(submit(c, n), timeout=600)
+            rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def _batch(c: Client, n: int) -> list:
+    return c.submit_many([(NOOP, ())] * n)
+
+
+def _single(c: Client, n: int) -> list:
+    return [c.submit(NOOP) for _ in range(n)]
+
+
+def throughput_batch(scale: Scale) -> list[Figure]:
+    n = scale.batch_tasks
+    return [
+        figure("throughput-batch", f"{n} no-op tasks, submit_many, defaults (median of "
+               f"{REPEATS})", _median_rate(node_toml(), n, _batch), "tasks/s", ">=", 125_000),
+        figure("throughput-batch", f"same, prefetch {TUNED_PREFETCH}",
+               _median_rate(node_toml(prefetch=TUNED_PREFETCH), n, _batch, 1), "tasks/s"),
+    ]
 
 
 def throughput_single(scale: Scale) -> list[Figure]:
-    with running(node_toml(prefetch=THROUGHPUT_PREFETCH)) as node, Client(node.broker) as c:
-        c.gather([c.submit(NOOP) for _ in range(2000)], timeout=60)
-        rates = []
-        for _ in range(REPEATS):
-            t0 = time.perf_counter()
-            handles = [c.submit(NOOP) for _ in range(scale.single_tasks)]
-            c.gather(handles, timeout=600)
-            rates.append(scale.single_tasks / (time.perf_counter() - t0))
-    return [figure("throughput-single", f"{scale.single_tasks} no-op tasks, one submit each "
-                   f"(median of {REPEATS})", statistics.median(rates), "tasks/s", ">=", 20_000)]
+    n = scale.single_tasks
+    return [
+        figure("throughput-single", f"{n} no-op tasks, one submit each, defaults (median "
+               f"of {REPEATS})", _median_rate(node_toml(), n, _single), "tasks/s", ">=",
+               20_000),
+        figure("throughput-single", f"same, prefetch {TUNED_PREFETCH}",
+               _median_rate(node_toml(prefetch=TUNED_PREFETCH), n, _single, 1), "tasks/s"),
+    ]
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -186,6 +205,88 @@ def cpu(scale: Scale) -> list[Figure]:
     return figures
 
 
+def head_of_line(scale: Scale) -> list[Figure]:
+    """Two one-slot workers at the defaults; one 3 s task, then 200 tasks of 1 ms: how
+    long after their submission the last short one is done. A short task must not
+    wait behind the long one while the other worker is free."""
+    with running(node_toml()) as node, Client(node.broker) as c:
+        c.gather(c.submit_many([(SLEEP, (0.001,))] * 50), timeout=60)  # warm up
+        long = c.submit(SLEEP, (3.0,))
+        t0 = time.perf_counter()
+        c.gather(c.submit_many([(SLEEP, (0.001,))] * 200), timeout=60)
+        elapsed = time.perf_counter() - t0
+        long.result(timeout=60)
+    return [figure("head-of-line", "200 x 1 ms tasks submitted behind a 3 s one, 2 workers: "
+                   "the last done after", elapsed, "s", "<=", 0.5)]
+
+
+# The elastic workload: a pool of 1..MAX_WORKERS against one fixed at MAX_WORKERS.
+# Tasks sleep (5 ms) rather than spin, so more workers than cores still help.
+ELASTIC_MAX_WORKERS = 8
+ELASTIC_SCALE_DOWN_S = 2.0  # [[pools]] scale_down_after here (30 by default)
+SAMPLE_S = 0.1  # how often the pool's size is read, to add up worker-seconds
+
+
+def _burst(config: str, scale: Scale) -> dict[str, float]:
+    """Idle, a burst of 5 ms tasks, idle again: the burst's completion time, the time
+    until the pool first grew, and the worker-seconds used from start to end."""
+    with running(config) as node, Client(node.broker) as c:
+        size = lambda: (s := c.stats().pools.get("bench")) and s.workers  # noqa: E731
+        wait_until(size, 30)
+        samples: list[tuple[float, int]] = []
+        start = time.perf_counter()
+
+        def sample_until(until: float, done: Callable[[], bool] = lambda: False) -> None:
+            while time.perf_counter() < until and not done():
+                samples.append((time.perf_counter(), size() or 0))
+                time.sleep(SAMPLE_S)
+
+        sample_until(start + scale.idle_s)
+        first = samples[-1][1]
+        t0 = time.perf_counter()
+        handles = c.submit_many([(SLEEP, (0.005,))] * scale.burst_tasks)
+        grew_at = None
+        while not all(h.done for h in handles):
+            now, n = time.perf_counter(), size() or 0
+            samples.append((now, n))
+            if grew_at is None and n > first:
+                grew_at = now
+            time.sleep(SAMPLE_S)
+        c.gather(handles, timeout=600)
+        burst_s = time.perf_counter() - t0
+        sample_until(time.perf_counter() + scale.idle_s)
+        end = time.perf_counter()
+    worker_s = sum(a[1] * (b[0] - a[0]) for a, b in zip(samples, samples[1:]))
+    worker_s += samples[-1][1] * (end - samples[-1][0])
+    return {"burst_s": burst_s, "worker_s": worker_s, "total_s": end - start,
+            "scale_up_s": (grew_at - t0) if grew_at else float("nan")}
+
+
+def elastic(scale: Scale) -> list[Figure]:
+    """A pool of 1..8 workers against a fixed pool of 8: idle, a burst of 5 ms tasks,
+    idle again."""
+    top = ELASTIC_MAX_WORKERS
+    elastic_run = _burst(node_toml(workers=1, extra=(
+        f"min_workers = 1\nmax_workers = {top}\n"
+        f"scale_down_after = {ELASTIC_SCALE_DOWN_S}\n")), scale)
+    fixed_run = _burst(node_toml(workers=top), scale)
+    n, idle = scale.burst_tasks, scale.idle_s
+    return [
+        figure("elastic", f"{n} x 5 ms tasks after {idle:g} s idle: scale-up began after",
+               elastic_run["scale_up_s"], "s", "<=", 1.0),
+        figure("elastic", f"burst done, 1..{top} workers", elastic_run["burst_s"], "s"),
+        figure("elastic", f"burst done, {top} fixed workers", fixed_run["burst_s"], "s"),
+        figure("elastic", "elastic burst time vs fixed",
+               100 * elastic_run["burst_s"] / fixed_run["burst_s"], "%", "<=", 115),
+        figure("elastic", f"worker-seconds over {elastic_run['total_s']:.0f} s, 1..{top} "
+               "workers", elastic_run["worker_s"], "worker-s"),
+        figure("elastic", f"worker-seconds over {fixed_run['total_s']:.0f} s, {top} fixed "
+               "workers", fixed_run["worker_s"], "worker-s"),
+        figure("elastic", "elastic worker-seconds vs fixed",
+               100 * elastic_run["worker_s"] / fixed_run["worker_s"], "%", "<=", 60),
+    ]
+
+
 def backlog(scale: Scale) -> list[Figure]:
     n = scale.backlog_tasks
     with running(node_toml(pools=False)) as node, Client(node.broker) as c:
@@ -201,7 +302,7 @@ def backlog(scale: Scale) -> list[Figure]:
         wait_until(lambda: sum(c.stats().queue_depth.values()) == n, 60)
         peak = rss_bytes(broker_pid, "VmHWM")
         rss = resting_rss(broker_pid)
-        with running(node_toml(prefetch=THROUGHPUT_PREFETCH, broker=node.worker_bind),
+        with running(node_toml(broker=node.worker_bind),
                      "workers"):
             t1 = time.perf_counter()
             c.gather(handles, timeout=1200)
@@ -294,10 +395,10 @@ def durable(scale: Scale) -> list[Figure]:
     n = scale.batch_tasks // 2
     figures = []
     with tempfile.TemporaryDirectory(prefix="actorq-bench-db-") as tmp:
-        configs = {"memory": node_toml(prefetch=THROUGHPUT_PREFETCH)}
+        configs = {"memory": node_toml()}
         for sync in ("full", "normal"):
             store = f'[storage]\npath = "{tmp}/{sync}.db"\nsynchronous = "{sync}"\n'
-            configs[sync] = node_toml(prefetch=THROUGHPUT_PREFETCH, storage=store)
+            configs[sync] = node_toml(storage=store)
         rates = _interleaved_batch_rates(configs, n)
         mem = rates["memory"]
         figures.append(figure("durable", f"{n} no-op tasks, in memory (median of {REPEATS}, "
@@ -336,6 +437,8 @@ WORKLOADS: dict[str, Callable[[Scale], list[Figure]]] = {
     "throughput-single": throughput_single,
     "latency": latency,
     "cpu": cpu,
+    "head-of-line": head_of_line,
+    "elastic": elastic,
     "backlog": backlog,
     "many-workers": many_workers,
     "recovery": recovery,

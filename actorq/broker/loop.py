@@ -229,8 +229,9 @@ class Broker:
 
     def _dispatch(self, out: Outbox) -> None:
         """Send an outbox's leases (and only those), taking them out of it."""
+        more = out.more
         for peer, leases in out.dispatch.items():
-            self._send(self.workers, peer, p.Dispatch(leases))
+            self._send(self.workers, peer, p.Dispatch(leases, peer in more))
         out.dispatch = {}
 
     def _flush(self, out: Outbox) -> None:

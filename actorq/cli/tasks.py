@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import msgspec
 
-from actorq.cli.common import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
-
-DEFAULT_BROKER = "tcp://127.0.0.1:5555"  # [broker] bind's default
-BROKER_ENV = "ACTORQ_BROKER"  # where --broker comes from when it is not given
-
-
-BROKER_HELP = (f"the broker's client endpoint (default: ${BROKER_ENV}, else {DEFAULT_BROKER})")
-
-
-def broker_address(args: argparse.Namespace) -> str:
-    return args.broker or os.environ.get(BROKER_ENV) or DEFAULT_BROKER
+from actorq.cli.common import BROKER_HELP, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, broker_address
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -24,12 +24,11 @@ from actorq.client.handles import (
     check_owner,
     collect,
 )
+from actorq.client.requests import cron_entry, first_info, scale_bounds
 from actorq.client.session import (
     PING_INTERVAL_S,
     Session,
-    cron_entry,
     deadline_after,
-    first_info,
     needs_ack,
     remaining,
 )
@@ -274,6 +273,12 @@ class AsyncClient:
 
     async def stats(self, timeout: float | None = None) -> p.Stats:
         return (await self._call(lambda req: p.GetStats(req), timeout)).stats
+
+    async def scale(self, pool: str, *, min_workers: int | None = None,
+                    max_workers: int | None = None, timeout: float | None = None) -> None:
+        """As Client.scale()."""
+        low, high = scale_bounds(min_workers, max_workers)
+        await self._call(lambda req: p.Scale(req, pool, low, high), timeout)
 
     async def flush(self, timeout: float | None = None) -> None:
         deadline = deadline_after(timeout)

@@ -24,13 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from actorq.errors import (
-    BrokerUnavailable,
-    SubmitRejected,
-    TaskNotFound,
-)
+from actorq.errors import BrokerUnavailable, SubmitRejected
 from actorq.node.config import DEFAULT_MAX_PAYLOAD_BYTES
-from actorq.tasks import cron as crons
 from actorq.tasks.options import SUBMIT_OPTIONS
 from actorq.tasks.options import build as build_options
 from actorq.tasks.registry import lookup
@@ -462,28 +457,9 @@ def needs_ack(spec: p.TaskSpec) -> bool:
     return o is not None and (o.depends_on is not None or o.key is not None)
 
 
-def cron_entry(name: str, schedule: str, task: Any, args: Any, kwargs: dict | None,
-               queue: str, priority: int) -> p.CronEntry:
-    """Check and encode a cron entry on the client side (the broker checks the schedule)."""
-    task = getattr(task, "actorq_name", task)
-    problem = crons.check_entry(name, schedule, task, queue, priority)
-    if problem:
-        raise SubmitRejected("bad_option", problem)
-    if not isinstance(args, (tuple, list)):
-        raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
-    return p.CronEntry(name, schedule, task, encode_args(args, kwargs), queue, priority)
-
-
 def deadline_after(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
 
 def remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def first_info(task_id: str, reply: p.Infos) -> p.TaskInfo:
-    info = reply.items[0] if reply.items else None
-    if info is None:
-        raise TaskNotFound(task_id)
-    return info

@@ -18,12 +18,11 @@ from typing import Any
 import zmq
 
 from actorq.client.handles import ChainHandle, GroupHandle, TaskHandle, check_owner, collect
+from actorq.client.requests import cron_entry, first_info, scale_bounds
 from actorq.client.session import (
     PIPELINE_CHUNK,
     Session,
-    cron_entry,
     deadline_after,
-    first_info,
     needs_ack,
 )
 from actorq.client.sync_io import SyncIO
@@ -232,6 +231,16 @@ class Client(SyncIO):
     def stats(self, timeout: float | None = None) -> p.Stats:
         """A snapshot of the broker's counters."""
         return self._call(lambda req: p.GetStats(req), timeout).stats
+
+    def scale(self, pool: str, *, min_workers: int | None = None,
+              max_workers: int | None = None, timeout: float | None = None) -> None:
+        """Change a pool's bounds at run time: it grows and shrinks between them (equal
+        bounds fix its size; a bound left out stays as it is). Applies to every host the
+        pool runs on, each keeping its workers within the bounds. Raises
+        RequestRejected (code bad_option) for an unknown pool or bounds that make no
+        sense (below 1, min over max), changing nothing."""
+        low, high = scale_bounds(min_workers, max_workers)
+        self._call(lambda req: p.Scale(req, pool, low, high), timeout)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the broker has acknowledged (or rejected) every submission."""

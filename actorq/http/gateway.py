@@ -51,8 +51,14 @@ class Gateway:
         for name, expected in self.spec.pools.items():
             alive = stats.workers_alive.get(name, 0)
             supervisor = stats.supervisors.get(name, "missing")
+            size = stats.pools.get(name)
+            if size is not None:  # bounds may have changed (client.scale); every host counts
+                expected = size.min_workers * size.hosts
             pools[name] = {"workers_alive": alive, "workers_expected": expected,
                            "supervisor": supervisor}
+            if size is not None:
+                pools[name].update(workers_target=size.target, min_workers=size.min_workers,
+                                   max_workers=size.max_workers)
             healthy = healthy and supervisor == "up" and alive >= expected
         body = {
             "status": "ok" if healthy else "degraded",

@@ -58,23 +58,28 @@ class PoolConfig(msgspec.Struct, **_strict):
     name: str = "default"
     workers: int = 2
     concurrency: int = 1  # slots per worker process
-    prefetch: int = 0  # leases a worker may hold; 0 means the default (see credit)
+    prefetch: int = 0  # leases a worker may hold; 0: adaptive (worker/credit.py)
     queues: list[str] = msgspec.field(default_factory=lambda: ["default"])
     tasks: list[str] = msgspec.field(default_factory=list)
     max_restarts: int = 5
     restart_window: float = 60.0
     broker: str = ""  # worker_bind of a remote broker, for worker-only nodes
+    # Autoscaling: the pool keeps between these many workers, starting at `workers`.
+    # 0 means unset: the pool stays at `workers` (until client.scale says otherwise).
+    min_workers: int = 0
+    max_workers: int = 0
+    scale_down_after: float = 30.0  # seconds a worker may stay idle before it is drained
 
     @property
-    def credit(self) -> int:
-        """Leases a worker may hold. By default a one-slot worker holds its next task
-        too, so it starts it without waiting a round trip to the broker; a lease left
-        waiting behind a long call goes back after RELEASE_AFTER_S (worker/execution.py).
-        With more slots the default is one lease per slot: runner threads take leases
-        straight from a shared queue, where one waiting is not handed back."""
-        if self.prefetch:
-            return self.prefetch
-        return 2 if self.concurrency == 1 else self.concurrency
+    def bounds(self) -> tuple[int, int]:
+        """(min_workers, max_workers), a bound left unset taken as `workers`."""
+        return self.min_workers or self.workers, self.max_workers or self.workers
+
+    @property
+    def start_workers(self) -> int:
+        """How many workers the pool starts with: `workers`, kept within its bounds."""
+        low, high = self.bounds
+        return min(max(self.workers, low), high)
 
 
 class CronConfig(msgspec.Struct, **_strict):
@@ -151,24 +156,7 @@ def _check(config: Config, file: str) -> None:
     if config.node.shutdown_grace < 0:
         raise ConfigError(file, "node.shutdown_grace", "must be >= 0")
     if config.broker is not None:
-        b = config.broker
-        for key in ("bind", "worker_bind"):
-            if not getattr(b, key).startswith(("tcp://", "ipc://")):
-                raise ConfigError(file, f"broker.{key}", "must be a tcp:// or ipc:// endpoint")
-        if b.max_payload_bytes <= 0:
-            raise ConfigError(file, "broker.max_payload_bytes", "must be > 0")
-        if b.heartbeat_interval <= 0:
-            raise ConfigError(file, "broker.heartbeat_interval", "must be > 0")
-        if b.heartbeat_liveness < 1:
-            raise ConfigError(file, "broker.heartbeat_liveness", "must be >= 1")
-        if b.max_deliveries < 1:
-            raise ConfigError(file, "broker.max_deliveries", "must be >= 1")
-        if b.result_ttl <= 0:
-            raise ConfigError(file, "broker.result_ttl", "must be > 0")
-        if b.kill_grace < 0:
-            raise ConfigError(file, "broker.kill_grace", "must be >= 0")
-        if not 0 <= b.spin_us <= MAX_SPIN_US:
-            raise ConfigError(file, "broker.spin_us", f"must be in 0..{MAX_SPIN_US}")
+        _check_broker(config.broker, file)
     if config.storage is not None:
         if config.broker is None:
             raise ConfigError(file, "storage", "storage belongs to a node with a [broker]")
@@ -178,8 +166,42 @@ def _check(config: Config, file: str) -> None:
             raise ConfigError(file, "storage.synchronous", 'must be "full" or "normal"')
     if config.cron and config.broker is None:
         raise ConfigError(file, "cron", "cron entries need a [broker] on the same node")
+    _check_crons(config.cron, file)
+    if config.http is not None and config.broker is None:
+        raise ConfigError(file, "http", "the gateway needs a [broker] on the same node")
+    if config.http is not None and not re.fullmatch(r"[^:\s]+:\d+", config.http.bind):
+        raise ConfigError(file, "http.bind", "must look like HOST:PORT, e.g. 127.0.0.1:8080")
+    names = set()
+    for i, pool in enumerate(config.pools):
+        if pool.name in names:
+            raise ConfigError(file, f"pools[{i}].name", f"pool name {pool.name!r} is used twice")
+        names.add(pool.name)
+        _check_pool(pool, f"pools[{i}]", config.broker is not None, file)
+
+
+def _check_broker(b: BrokerConfig, file: str) -> None:
+    for key in ("bind", "worker_bind"):
+        if not getattr(b, key).startswith(("tcp://", "ipc://")):
+            raise ConfigError(file, f"broker.{key}", "must be a tcp:// or ipc:// endpoint")
+    if b.max_payload_bytes <= 0:
+        raise ConfigError(file, "broker.max_payload_bytes", "must be > 0")
+    if b.heartbeat_interval <= 0:
+        raise ConfigError(file, "broker.heartbeat_interval", "must be > 0")
+    if b.heartbeat_liveness < 1:
+        raise ConfigError(file, "broker.heartbeat_liveness", "must be >= 1")
+    if b.max_deliveries < 1:
+        raise ConfigError(file, "broker.max_deliveries", "must be >= 1")
+    if b.result_ttl <= 0:
+        raise ConfigError(file, "broker.result_ttl", "must be > 0")
+    if b.kill_grace < 0:
+        raise ConfigError(file, "broker.kill_grace", "must be >= 0")
+    if not 0 <= b.spin_us <= MAX_SPIN_US:
+        raise ConfigError(file, "broker.spin_us", f"must be in 0..{MAX_SPIN_US}")
+
+
+def _check_crons(entries: list[CronConfig], file: str) -> None:
     seen = set()
-    for i, c in enumerate(config.cron):
+    for i, c in enumerate(entries):
         where = f"cron[{i}]"
         if not crons.NAME_RE.fullmatch(c.name):
             raise ConfigError(file, f"{where}.name", f"{c.name!r}: use 1..64 of letters, "
@@ -196,29 +218,30 @@ def _check(config: Config, file: str) -> None:
             raise ConfigError(file, f"{where}.queue", "must be a non-empty string")
         if not 0 <= c.priority <= 255:
             raise ConfigError(file, f"{where}.priority", "must be in 0..255")
-    if config.http is not None and config.broker is None:
-        raise ConfigError(file, "http", "the gateway needs a [broker] on the same node")
-    if config.http is not None and not re.fullmatch(r"[^:\s]+:\d+", config.http.bind):
-        raise ConfigError(file, "http.bind", "must look like HOST:PORT, e.g. 127.0.0.1:8080")
-    names = set()
-    for i, pool in enumerate(config.pools):
-        where = f"pools[{i}]"
-        if pool.name in names:
-            raise ConfigError(file, f"{where}.name", f"pool name {pool.name!r} is used twice")
-        names.add(pool.name)
-        if pool.workers < 1:
-            raise ConfigError(file, f"{where}.workers", "must be >= 1")
-        if pool.concurrency < 1:
-            raise ConfigError(file, f"{where}.concurrency", "must be >= 1")
-        if pool.prefetch < 0:
-            raise ConfigError(file, f"{where}.prefetch", "must be >= 0")
-        if not pool.queues:
-            raise ConfigError(file, f"{where}.queues", "must name at least one queue")
-        if not pool.tasks:
-            raise ConfigError(file, f"{where}.tasks", "must list at least one task module")
-        if pool.max_restarts < 0 or pool.restart_window <= 0:
-            raise ConfigError(file, f"{where}.max_restarts", "restart intensity must be >= 0 in > 0 s")
-        if config.broker is None and not pool.broker:
-            raise ConfigError(
-                file, f"{where}.broker", "a node without [broker] must say which broker to join"
-            )
+
+
+def _check_pool(pool: PoolConfig, where: str, has_broker: bool, file: str) -> None:
+    if pool.workers < 1:
+        raise ConfigError(file, f"{where}.workers", "must be >= 1")
+    if pool.concurrency < 1:
+        raise ConfigError(file, f"{where}.concurrency", "must be >= 1")
+    if pool.prefetch < 0:
+        raise ConfigError(file, f"{where}.prefetch", "must be >= 0")
+    low, high = pool.bounds
+    if pool.min_workers < 0 or pool.max_workers < 0:
+        key = "min_workers" if pool.min_workers < 0 else "max_workers"
+        raise ConfigError(file, f"{where}.{key}", "must be >= 1")
+    if low > high:
+        raise ConfigError(file, f"{where}.min_workers", f"{low} is over max_workers {high}")
+    if pool.scale_down_after <= 0:
+        raise ConfigError(file, f"{where}.scale_down_after", "must be > 0")
+    if not pool.queues:
+        raise ConfigError(file, f"{where}.queues", "must name at least one queue")
+    if not pool.tasks:
+        raise ConfigError(file, f"{where}.tasks", "must list at least one task module")
+    if pool.max_restarts < 0 or pool.restart_window <= 0:
+        raise ConfigError(file, f"{where}.max_restarts", "restart intensity must be >= 0 in > 0 s")
+    if not has_broker and not pool.broker:
+        raise ConfigError(
+            file, f"{where}.broker", "a node without [broker] must say which broker to join"
+        )

@@ -42,4 +42,4 @@ class WorkerSpec(msgspec.Struct, kw_only=True):
 class GatewaySpec(msgspec.Struct, kw_only=True):
     bind: str  # HOST:PORT
     broker: str  # the broker's client endpoint
-    pools: dict[str, int]  # local pools and their worker counts, for /health
+    pools: dict[str, int]  # local pools and their min_workers, for /health

@@ -1,9 +1,8 @@
 """Every message on the wire, PROTOCOL_VERSION, and the decoders each actor uses.
 
 Messages are tagged msgspec Structs encoded as msgpack, one message per ZeroMQ
-frame. Values carried inside messages (task specs, leases, results) are untagged
-array-like Structs: they are the bulk of every batch, so they are encoded as
-positional arrays, which is both smaller and faster than maps.
+frame. The values they carry (task specs, leases, results) are in values.py and
+are re-exported here, so that `protocol` (imported as `p`) names everything.
 
 Each socket has its own inbound union, so a message sent to the wrong actor fails
 at decode time (and is answered with an Error) rather than deep in a handler.
@@ -11,10 +10,61 @@ at decode time (and is answered with an Error) rather than deep in a handler.
 
 from __future__ import annotations
 
-import enum
-from typing import Any, Union
+from typing import Union
 
 import msgspec
+
+from actorq.wire.values import (
+    FINAL_STATES as FINAL_STATES,
+)
+from actorq.wire.values import (  # the values messages carry, re-exported
+    CronEntry as CronEntry,
+)
+from actorq.wire.values import (
+    Firing as Firing,
+)
+from actorq.wire.values import (
+    Holding as Holding,
+)
+from actorq.wire.values import (
+    Lease as Lease,
+)
+from actorq.wire.values import (
+    Options as Options,
+)
+from actorq.wire.values import (
+    Outcome as Outcome,
+)
+from actorq.wire.values import (
+    PoolStats as PoolStats,
+)
+from actorq.wire.values import (
+    Progress as Progress,
+)
+from actorq.wire.values import (
+    Rejection as Rejection,
+)
+from actorq.wire.values import (
+    Result as Result,
+)
+from actorq.wire.values import (
+    Stats as Stats,
+)
+from actorq.wire.values import (
+    TaskInfo as TaskInfo,
+)
+from actorq.wire.values import (
+    TaskSpec as TaskSpec,
+)
+from actorq.wire.values import (
+    TaskState as TaskState,
+)
+from actorq.wire.values import (
+    Timer as Timer,
+)
+from actorq.wire.values import (
+    WorkerLoad as WorkerLoad,
+)
 
 PROTOCOL_VERSION = 1
 
@@ -27,191 +77,10 @@ FRAME_OVERHEAD_BYTES = 64 * 1024
 RECONNECT_MAX_MS = 1000
 
 
-class TaskState(enum.StrEnum):
-    PENDING = "pending"
-    SCHEDULED = "scheduled"
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    DEAD = "dead"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-
-
-FINAL_STATES = frozenset(
-    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED, TaskState.EXPIRED}
-)
-
-_value = dict(array_like=True, frozen=True, gc=False)
 _msg = dict(tag=True, frozen=True, gc=False, omit_defaults=True)
 
 
-# ---- values carried inside messages -------------------------------------------------
-
-
-class Options(msgspec.Struct, **_value):
-    """A submission's lifecycle options. Absent (None) on a plain task, so the common
-    case costs nothing on the wire or in the broker. Times are unix seconds."""
-
-    retries: int = 0  # runs after the first, on failure
-    backoff: float = 1.0  # base seconds of exponential back-off
-    max_backoff: float = 3600.0
-    retry_on: list[str] | None = None  # exception names that retry; None = any
-    timeout: float = 0.0  # seconds an attempt may run; 0 = unlimited
-    expires_at: float = 0.0  # not started by then: expired; 0 = never
-    not_before: float = 0.0  # delay / eta; 0 = at once
-    depends_on: list[str] | None = None
-    pipe: bool = False  # receive depends_on[0]'s result as the first argument (chain)
-    key: str | None = None  # idempotency key
-    ignore_result: bool = False
-
-
-class TaskSpec(msgspec.Struct, **_value):
-    """What a client submits: payload is msgpack of [args, kwargs], opaque to the broker."""
-
-    id: str
-    name: str
-    payload: bytes
-    queue: str = "default"
-    priority: int = 0
-    opts: Options | None = None
-
-
-class Lease(msgspec.Struct, **_value):
-    """A task handed to a worker; `token` identifies this attempt's lease."""
-
-    id: str
-    name: str
-    payload: bytes
-    token: int
-    attempt: int
-    timeout: float | None = None  # the worker stops the attempt after this many seconds
-    retry_on: list[str] | None = None  # which exceptions the broker may retry
-    prev: bytes | None = None  # a chain's previous result (msgpack), prepended to args
-
-
-class Result(msgspec.Struct, **_value):
-    """A worker's report of one attempt."""
-
-    id: str
-    token: int
-    ok: bool
-    value: bytes | None = None  # msgpack of the return value when ok
-    error: str | None = None  # "ExcType: message" when not ok
-    traceback: str | None = None
-    duration_s: float = 0.0
-    retry: bool = True  # False when the exception is not one the lease's retry_on names
-
-
-class Progress(msgspec.Struct, **_value):
-    """`actorq.progress()` from inside a running task."""
-
-    id: str
-    token: int
-    fraction: float
-    info: Any = None
-
-
-class Timer(msgspec.Struct, **_value):
-    """A scheduled task and when (unix seconds) the scheduler should hand it back."""
-
-    id: str
-    due: float
-
-
-class CronEntry(msgspec.Struct, **_value):
-    """A recurring submission. `schedule` is five cron fields, or six with leading seconds."""
-
-    name: str
-    schedule: str
-    task: str
-    payload: bytes  # msgpack of [args, kwargs]
-    queue: str = "default"
-    priority: int = 0
-    last_fired: float = 0.0  # unix seconds of the last due time that fired
-    since: float = 0.0  # due times at or before this are never fired (added / node start)
-
-
-class Firing(msgspec.Struct, **_value):
-    name: str
-    at: float  # the due time being fired, unix seconds
-
-
-class Outcome(msgspec.Struct, **_value):
-    """A task's final state, pushed to the clients watching it."""
-
-    id: str
-    state: str
-    value: bytes | None = None
-    error: str | None = None
-    traceback: str | None = None
-
-
-class Rejection(msgspec.Struct, **_value):
-    id: str
-    code: str
-    message: str
-
-
-class TaskInfo(msgspec.Struct, frozen=True, gc=False):
-    """A task's status as `Client.status()` returns it. Times are unix seconds (0 = not yet)."""
-
-    id: str
-    name: str
-    queue: str
-    priority: int
-    state: str
-    attempts: int
-    worker: str | None
-    submitted_at: float
-    started_at: float
-    finished_at: float
-    error: str | None = None  # the last attempt's error, also while a retry waits
-    scheduled_for: float = 0.0  # unix seconds a scheduled task is due
-    progress: float | None = None  # last actorq.progress() fraction of a running task
-    progress_info: Any = None
-    retries: int = 0
-    depends_on: list[str] | None = None
-
-
-class Stats(msgspec.Struct, frozen=True, gc=False):
-    """A snapshot of broker counters, for /metrics and /health."""
-
-    instance: str
-    uptime_s: float
-    submitted_total: int
-    finished_total: dict[str, int]
-    queue_depth: dict[str, int]
-    running: int
-    workers_alive: dict[str, int]
-    worker_restarts: dict[str, int]
-    supervisors: dict[str, str]  # pool -> "up" | "failed"
-    duration_buckets: list[float]
-    duration_counts: list[int]  # cumulative-free counts per bucket, last is +Inf
-    duration_sum_s: float
-    bad_frames_total: int
-    stale_results_total: int
-    rejected_total: int
-    draining: bool
-    scheduled: int = 0  # delayed or waiting for a retry
-    pending: int = 0  # waiting for dependencies
-    dead: int = 0  # dead letters kept
-    retries_total: int = 0
-    cron_fired_total: int = 0
-    unserved_queues: list[str] = []  # queues with tasks waiting and no live consumer
-    leases_returned_total: int = 0  # leases requeued uncharged: handed back or never started
-
-
 # ---- messages -------------------------------------------------------------------------
-
-
-class Holding(msgspec.Struct, **_value):
-    """A lease a worker holds (buffered or running), named in its Hello so that a
-    restarted broker adopts it rather than running the task a second time."""
-
-    id: str
-    token: int
 
 
 class Hello(msgspec.Struct, **_msg):
@@ -301,6 +170,15 @@ class RemoveCron(msgspec.Struct, **_msg):
 
 class ListCrons(msgspec.Struct, **_msg):
     req: int
+
+
+class Scale(msgspec.Struct, **_msg):
+    """Change a pool's bounds; 0 keeps a bound as it is. Answered with Done or Error."""
+
+    req: int
+    pool: str
+    min_workers: int = 0
+    max_workers: int = 0
 
 
 class Ping(msgspec.Struct, **_msg):
@@ -419,9 +297,30 @@ class PoolFailed(msgspec.Struct, **_msg):
     reason: str
 
 
+class PoolReport(msgspec.Struct, **_msg):
+    """supervisor -> broker, after every scaling decision and with each heartbeat."""
+
+    workers: int  # running now, starting ones included
+    target: int
+    min_workers: int
+    max_workers: int
+    scale_ups: int
+    scale_downs: int
+
+
 # broker -> worker
 class Dispatch(msgspec.Struct, **_msg):
     leases: list[Lease]
+    # The broker had more queued for this worker than its credit let it send: a worker
+    # whose slots waited for these may take a larger window (worker/credit.py).
+    more: bool = False
+
+
+class Reclaim(msgspec.Struct, **_msg):
+    """broker -> worker: a worker is idle while you hold leases you have not started;
+    hand back up to `n` of them (Release) for it."""
+
+    n: int
 
 
 class Beat(msgspec.Struct, **_msg):
@@ -449,6 +348,20 @@ class Schedule(msgspec.Struct, **_msg):
     reset: bool = False
 
 
+class PoolLoad(msgspec.Struct, **_msg):
+    """broker -> supervisor, a few times a second: the load its scaling decides on."""
+
+    backlog: int  # tasks queued in the pool's queues
+    workers: list[WorkerLoad]  # the supervisor's own workers that the broker knows
+
+
+class SetBounds(msgspec.Struct, **_msg):
+    """broker -> supervisor: a client changed the pool's bounds (client.scale)."""
+
+    min_workers: int
+    max_workers: int
+
+
 class Crons(msgspec.Struct, **_msg):
     """broker -> scheduler: the whole cron table (it is small)."""
 
@@ -456,14 +369,15 @@ class Crons(msgspec.Struct, **_msg):
 
 
 ClientToBroker = Union[Hello, Submit, Watch, Query, Cancel, GetStats, Ping, DeadLetters,
-                       Requeue, AddCron, RemoveCron, ListCrons]
+                       Requeue, AddCron, RemoveCron, ListCrons, Scale]
 WorkerToBroker = Union[Hello, Report, Heartbeat, Release, Goodbye, WorkerExited, PoolFailed,
-                       Stuck, Due, Fire]
+                       PoolReport, Stuck, Due, Fire]
 BrokerToClient = Union[
     Welcome, Accepted, Rejected, Outcomes, Infos, CancelReply, StatsReply, Pong, Error, Done,
     CronsReply,
 ]
-BrokerToWorker = Union[Welcome, Dispatch, Beat, Error, Stop, Kill, Schedule, Crons]
+BrokerToWorker = Union[Welcome, Dispatch, Beat, Error, Stop, Kill, Schedule, Crons, Reclaim,
+                       PoolLoad, SetBounds]
 
 encode = msgspec.msgpack.Encoder().encode
 

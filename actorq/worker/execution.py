@@ -127,19 +127,22 @@ class Execution:
             self._stall_check = self._loop.call_later(RELEASE_AFTER_S, self._check_stalled,
                                                       buffer[0])
 
-    def _release_waiting(self) -> None:
-        """Hand the leases waiting in the buffer back to the broker (the loop thread, or
-        the stand-in while it covers for a long call). Their credit is withheld until
-        a slot frees, so the broker gives them to a worker that can start them."""
+    def _release_waiting(self, limit: int | None = None) -> None:
+        """Hand leases waiting in the buffer back to the broker, the last ones first (all
+        of them, or `limit` when the broker asked for some back for an idle worker):
+        from the loop thread, or the stand-in while it covers for a long call. Their
+        credit returns only with the next results, when a slot is free, so the broker
+        gives them to a worker that can start them. Leases waited: the window shrinks."""
         buffer = self.buffer
         if not buffer or not self.takes_release or self.stopping:
             return
-        leases = list(buffer)
-        buffer.clear()
+        n = len(buffer) if limit is None else min(limit, len(buffer))
+        leases = [buffer.pop() for _ in range(n)]
+        leases.reverse()
         for lease in leases:
             self.holding.pop(lease.token, None)
         self.held -= len(leases)
-        self._withheld += len(leases)
+        self.credit.stalled()
         self._send(p.Release([lease.id for lease in leases]))
 
     def _encode_value(self, lease: p.Lease, value: Any, t0: float) -> p.Result:
@@ -219,7 +222,7 @@ class Execution:
 
     def _run_inline(self) -> None:
         """Plain functions from the head of the buffer, on the loop thread, back to
-        back (at most INLINE_BATCH_S and `inline_batch` of them); the stand-in covers
+        back (at most INLINE_BATCH_S and a quarter of the credit); the stand-in covers
         for the loop while each runs. Stops at the first lease that must run
         elsewhere. The loop locals matter: this is the whole per-task cost."""
         buffer = self.buffer  # filtered in place by a Stop, never replaced
@@ -232,13 +235,14 @@ class Execution:
         clock = time.perf_counter
         out = self._loop_results  # swapped only by our caller or a later callback
         board = self.board.tokens
+        batch = max(1, self.credit.size // 4)
         ran = 0
         until = clock() + INLINE_BATCH_S
         # A function may start an event loop of its own (asyncio.run), as it could on
         # a runner thread; ours is not running while it does.
         asyncio._set_running_loop(None)
         try:
-            while buffer and ran < self.inline_batch:
+            while buffer and ran < batch:
                 lease = buffer[0]
                 tdef = allowed.get(lease.name)
                 if tdef is None or tdef.is_async or not _coverable(lease):

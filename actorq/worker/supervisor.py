@@ -27,6 +27,7 @@ from actorq.node.specs import SupervisorSpec, WorkerSpec
 from actorq.wire import protocol as p
 from actorq.wire import sockets
 from actorq.worker.running import BOARD_FD_ENV, RunningBoard, places
+from actorq.worker.scaling import Scaler
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,17 @@ class Supervisor:
         # Workers stopped on the broker's word (a timeout, a cancel): replacing them is
         # routine, so it does not count against the restart intensity.
         self.killed: set[str] = set()
+        low, high = self.pool.bounds
+        self.scaler = Scaler(self.pool.start_workers, low, high, self.pool.scale_down_after)
+        self.retiring: set[str] = set()  # workers drained by a scale-down
+        self.load: p.PoolLoad | None = None  # the broker's latest word on the load
 
     def _send(self, msg: object) -> None:
         sockets.send_to_broker(self.sock, msg)
 
     def _hello(self) -> None:
         self._send(p.Hello(version=p.PROTOCOL_VERSION, role="supervisor", pool=self.pool.name,
-                           pid=os.getpid(), host=self.host))
+                           queues=list(self.pool.queues), pid=os.getpid(), host=self.host))
 
     def spawn(self) -> None:
         self.counter += 1
@@ -86,14 +91,18 @@ class Supervisor:
             board.close()
             ordered = wid in self.killed
             self.killed.discard(wid)
+            retired = wid in self.retiring
+            self.retiring.discard(wid)
             # A death while tasks ran is theirs to answer for (the broker charges them),
             # not the pool's: only deaths no task explains count against the intensity.
-            restart = not stopping and not self.retry_at and (
+            restart = not stopping and not self.retry_at and not retired and (
                 ordered or bool(running) or self.intensity.allow(time.monotonic()))
             # Tell the broker first: its leases are requeued now, not at lease expiry.
             self._send(p.WorkerExited(worker=wid, exit_code=child.exit_code or 0,
                                       restarted=restart, running=running))
-            if stopping or self.retry_at:
+            if retired:
+                log.info("worker %s drained and stopped (%s)", wid, child.describe_exit())
+            if stopping or self.retry_at or retired:
                 continue
             if not restart:
                 self._fail(f"worker {wid} {child.describe_exit()}: more than "
@@ -121,7 +130,8 @@ class Supervisor:
         self.retry_at = 0.0
         self.intensity = RestartIntensity(self.pool.max_restarts, self.pool.restart_window)
         self._hello()  # registers afresh: the broker no longer lists the pool as failed
-        for _ in range(self.pool.workers - len(self.workers)):
+        for _ in range(min(max(self.pool.start_workers, self.scaler.min), self.scaler.max)
+                       - len(self.workers)):
             self.spawn()
 
     def run(self) -> int:
@@ -129,7 +139,7 @@ class Supervisor:
         poller.register(self.sock, zmq.POLLIN)
         poller.register(self.signals.fd, zmq.POLLIN)
         self._hello()
-        for _ in range(self.pool.workers):
+        for _ in range(self.pool.start_workers):
             self.spawn()
         self.next_beat = time.monotonic() + self.heartbeat_s
         while not self.signals.stop:
@@ -158,6 +168,7 @@ class Supervisor:
             if time.monotonic() >= self.next_beat:
                 self.next_beat = time.monotonic() + self.heartbeat_s
                 self._send(p.Heartbeat())
+                self._report()
         self._stop()
         return 0
 
@@ -171,6 +182,15 @@ class Supervisor:
                     self.next_beat = min(self.next_beat, time.monotonic() + interval)
                 case p.Beat():
                     pass
+                case p.PoolLoad() as load:
+                    self.load = load
+                    self._scale()
+                case p.SetBounds(min_workers=low, max_workers=high):
+                    log.info("pool %s: bounds set to %d..%d workers (were %d..%d)",
+                             self.pool.name, low, high, self.scaler.min, self.scaler.max)
+                    self.scaler.set_bounds(low, high)
+                    self._scale()
+                    self._report()
                 case p.Kill(worker=wid, reason=reason, grace=grace):
                     child = self.workers.get(wid)
                     if child is not None and wid not in self.kill_at:
@@ -181,6 +201,39 @@ class Supervisor:
                         self.killed.add(wid)
                 case p.Error(code=code, message=message):
                     log.error("broker says %s: %s", code, message)
+
+    def _scale(self) -> None:
+        """Carry out what the scaler decides from the broker's latest load."""
+        if self.retry_at or self.signals.stop:
+            return
+        running = {wid for wid, c in self.workers.items()
+                   if c.ready_info is not None and wid not in self.retiring}
+        changing = len(self.workers) - len(running)
+        load = self.load
+        loads = [w for w in load.workers if w.name in running] if load else []
+        decision = self.scaler.decide(len(running), changing, load.backlog if load else 0,
+                                      loads)
+        if decision is None:
+            return
+        if decision.direction == "up":
+            log.info("pool %s: scaling up %d -> %d workers: %s", self.pool.name, len(running),
+                     len(running) + decision.count, decision.reason)
+            for _ in range(decision.count):
+                self.spawn()
+        else:
+            log.info("pool %s: scaling down %d -> %d workers, draining %s: %s",
+                     self.pool.name, len(running), len(running) - decision.count,
+                     ", ".join(decision.workers), decision.reason)
+            for wid in decision.workers:
+                self.retiring.add(wid)
+                self.workers[wid].signal(signal.SIGTERM)  # it drains: nothing is lost
+        self._report()
+
+    def _report(self) -> None:
+        s = self.scaler
+        self._send(p.PoolReport(workers=len(self.workers) - len(self.retiring), target=s.target,
+                                min_workers=s.min, max_workers=s.max, scale_ups=s.ups,
+                                scale_downs=s.downs))
 
     def _kill_overdue(self) -> None:
         now = time.monotonic()

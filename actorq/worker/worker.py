@@ -42,6 +42,7 @@ from actorq.tasks.registry import TaskDef, registered
 from actorq.wire import protocol as p
 from actorq.wire import sockets
 from actorq.wire.sockets import EVENTS, NOBLOCK, POLLIN
+from actorq.worker.credit import CreditWindow
 from actorq.worker.execution import Execution
 from actorq.worker.interruptions import Interruptions
 from actorq.worker.running import RunningBoard, places
@@ -65,9 +66,8 @@ class Worker(Execution, Interruptions):
         self.spec = spec
         self.pool = spec.pool
         self.allowed = allowed
-        self.credit_max = self.pool.credit
-        self.inline_batch = max(1, self.credit_max // 4)
         self.slots = self.pool.concurrency
+        self.credit = CreditWindow(self.slots, self.pool.prefetch)
         self.ctx = zmq.Context()
         self.sock = sockets.dealer(self.ctx, spec.broker, spec.worker_id.encode())
         self.decoder = p.decoder(p.BrokerToWorker)
@@ -85,7 +85,6 @@ class Worker(Execution, Interruptions):
         self.holding: dict[int, str] = {}
         self.durable = False
         self.takes_release = False  # the broker understands Release
-        self._withheld = 0  # credit of released leases, returned with the next Report
         self._stall_check: asyncio.TimerHandle | None = None
         self.running_async = 0
         self.buffer: deque[p.Lease] = deque()
@@ -160,8 +159,7 @@ class Worker(Execution, Interruptions):
     def _hello(self) -> None:
         self._send(p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool=self.pool.name,
                            queues=list(self.pool.queues),
-                           credit=0 if self.stopping else
-                           self.credit_max - self.held - self._withheld,
+                           credit=0 if self.stopping else self.credit.hello_credit(self.held),
                            pid=os.getpid(), host=socket.gethostname(),
                            rate_limits={n: d.rate_limit for n, d in self.allowed.items()
                                         if d.rate_limit},
@@ -170,14 +168,22 @@ class Worker(Execution, Interruptions):
 
     def _handle(self, msg: object) -> None:
         match msg:
-            case p.Dispatch(leases=leases):
+            case p.Dispatch(leases=leases, more=more):
+                idle_slots = self.slots - self.held
                 self.held += len(leases)
+                credit = self.credit
+                credit.dispatched(len(leases))
+                if more and credit.starved(idle_slots, more):
+                    # Slots sat idle while the broker had work for us: ask for more now.
+                    self._send(p.Report([], credit=credit.update(self.held, 0)))
                 if self.durable:
                     holding = self.holding
                     for lease in leases:
                         holding[lease.token] = lease.id
                 self.buffer.extend(leases)
                 self._start_ready()
+            case p.Reclaim(n=n):
+                self._release_waiting(n)
             case p.Stop(ids=ids):
                 self._stop_tasks(set(ids))
             case p.Beat(instance=instance):
@@ -234,14 +240,13 @@ class Worker(Execution, Interruptions):
             self._start_ready()
 
     def _report(self, results: list[p.Result]) -> None:
-        """Send results from the loop thread; a slot is free, so credit withheld for
-        released leases goes back with them."""
-        withheld = self._withheld
-        if not results and not withheld:
+        """Send results from the loop thread, with the credit that brings the broker's
+        to the window: a slot is free, so the credit of leases handed back since the
+        last report returns now, not while they would have waited behind a long call."""
+        if not results:
             return
-        self._withheld = 0
         self._account(results)
-        self._send(p.Report(results, credit=withheld))
+        self._send(p.Report(results, credit=self.credit.update(self.held, len(results))))
         if self.stopping and self.held == 0:
             self.done.set()
 
@@ -265,7 +270,7 @@ class Worker(Execution, Interruptions):
         results, self._covered = self._covered, []
         if results:
             self._account(results)
-            self._send(p.Report(results))
+            self._send(p.Report(results, credit=self.credit.update(self.held, len(results))))
         if self._progress:
             self._flush_progress()
 

@@ -87,3 +87,12 @@ async def overlap(seconds: float) -> int:
     finally:
         _overlap["now"] -= 1
     return _overlap["max"]
+
+
+@task
+def slow_record(path: str, tag: str, seconds: float) -> str:
+    """Run for `seconds`, then append a line: a test counts how often each tag ran."""
+    time.sleep(seconds)
+    with Path(path).open("a") as f:
+        f.write(f"{tag}\n")
+    return tag

@@ -101,3 +101,42 @@ def test_a_worker_gone_from_the_socket_waits_for_its_supervisor():
     # Then its supervisor's word, within the wait, says exactly what ran
     exited(s, W1, [leases[1].token], EXIT_REPORT_WAIT_S / 2)
     assert [s.tasks[f"t{i}"].attempts for i in (1, 2)] == [1, 0]
+
+
+def sup_hello(pool: str = "default", queues=("default",)) -> p.Hello:
+    return p.Hello(version=p.PROTOCOL_VERSION, role="supervisor", pool=pool,
+                   queues=list(queues), host="h")
+
+
+def test_supervisors_hear_their_pools_backlog_and_workers_load():
+    s = fresh()
+    s.on_worker(SUP, sup_hello(), 0)
+    s.on_worker(W1, p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool="default",
+                            queues=["default"], credit=1, slots=1, host="h"), 0)
+    submit(s, 3)
+    turn(s, 0.0)
+    out = turn(s, 1.0)
+    load = next(m for peer, m in out.to_workers if peer == SUP and isinstance(m, p.PoolLoad))
+    assert load.backlog == 2 and load.workers == [p.WorkerLoad("w1", 1, 1, 0.0)]
+
+
+def test_scale_requests_are_checked_then_passed_to_every_supervisor_of_the_pool():
+    s = fresh()
+    s.on_worker(SUP, sup_hello(), 0)
+    s.on_worker(b"sup2", sup_hello(), 0)
+    s.on_worker(SUP, p.PoolReport(2, 2, 2, 2, 0, 0), 0)
+    # Bad values and unknown pools change nothing and say why
+    for req, pool, low, high, why in [(1, "nope", 1, 2, "no pool 'nope'"),
+                                      (2, "default", 5, 3, "min_workers 5 is over max"),
+                                      (3, "default", 0, 1, "min_workers 2 is over max")]:
+        s.on_client(C, p.Scale(req, pool, low, high), 0)
+        (peer, err), = s.take_outbox().to_clients
+        assert isinstance(err, p.Error) and err.req == req and why in err.message
+    # Good ones go to both supervisors; a bound left out keeps the reported one
+    s.on_client(C, p.Scale(4, "default", 0, 6), 0)
+    out = s.take_outbox()
+    assert out.to_clients == [(C, p.Done(req=4, ok=[True]))]
+    assert sorted(out.to_workers) == [(SUP, p.SetBounds(2, 6)), (b"sup2", p.SetBounds(2, 6))]
+    # And the pools' reports add up in the stats
+    s.on_worker(b"sup2", p.PoolReport(3, 4, 2, 6, 1, 0), 0)
+    assert s.stats(0).pools["default"] == p.PoolStats(5, 6, 2, 6, 1, 0, 2)

@@ -147,7 +147,7 @@ def test_public_api_is_pinned():
     assert sorted(actorq.__all__) == sorted([
         "ActorqError", "AsyncChainHandle", "AsyncClient", "AsyncGroupHandle", "AsyncTaskHandle",
         "BrokerUnavailable", "ChainHandle", "Client", "ConfigError", "GroupHandle",
-        "ResultTimeout", "SubmitRejected", "TaskCancelled", "TaskError", "TaskExpired",
+        "RequestRejected", "ResultTimeout", "SubmitRejected", "TaskCancelled", "TaskError", "TaskExpired",
         "TaskFailed", "TaskHandle", "TaskInfo", "TaskNotFound", "TaskState", "progress", "task",
         "__version__"])
     assert issubclass(actorq.ResultTimeout, TimeoutError)

@@ -257,3 +257,17 @@ def test_a_task_leased_behind_a_long_one_moves_to_an_idle_worker(node, client, n
     info = c.status(h.id)
     assert info.worker != busy and info.attempts == 1
     assert long.result(timeout=10) == 3.0
+
+
+def test_short_tasks_never_wait_behind_a_long_one_while_a_slot_is_free(node, client):
+    # Given two one-slot workers at the default (adaptive) credit
+    c = client(node(workers=2))
+    # When a long task is submitted, then 200 short ones
+    long = c.submit("actorq.demo:sleep", (3.0,))
+    shorts = c.submit_many([("actorq.demo:sleep", (0.001,))] * 200)
+    # Then every short task finishes while the long one still runs: none stayed
+    # behind it at the busy worker
+    c.gather(shorts, timeout=10)
+    assert c.status(long.id).state == "running"
+    assert long.result(timeout=10) == 3.0
+

@@ -17,7 +17,7 @@ tasks = ["actorq.demo"]
 def test_good_config_has_defaults():
     cfg = parse(GOOD)
     assert cfg.pools[0].workers == 2
-    assert cfg.pools[0].credit == 2  # one slot: its next task waits at the worker
+    assert cfg.pools[0].prefetch == 0  # adaptive credit (worker/credit.py)
     assert cfg.broker.max_payload_bytes == 10 * 1024 * 1024
     assert cfg.node.shutdown_grace == 30
     assert cfg.broker.spin_us == 600
@@ -35,6 +35,12 @@ def test_good_config_has_defaults():
         (GOOD.replace('name = "default"', 'name = "default"\nworkers = 0'),
          "pools[0].workers", "must be >= 1"),
         (GOOD.replace('bind = "127.0.0.1:0"', 'bind = "nowhere"'), "http.bind", "HOST:PORT"),
+        (GOOD.replace('name = "default"', 'name = "default"\nmin_workers = 4\nmax_workers = 2'),
+         "pools[0].min_workers", "4 is over max_workers 2"),
+        (GOOD.replace('name = "default"', 'name = "default"\nmax_workers = -1'),
+         "pools[0].max_workers", "must be >= 1"),
+        (GOOD.replace('name = "default"', 'name = "default"\nscale_down_after = 0'),
+         "pools[0].scale_down_after", "must be > 0"),
         (GOOD.replace('tasks = ["actorq.demo"]', "tasks = []"), "pools[0].tasks", "at least one"),
         (GOOD.replace('worker_bind = "tcp://127.0.0.1:*"',
                       'worker_bind = "tcp://127.0.0.1:*"\nspin_us = -1'),
@@ -74,3 +80,12 @@ def test_shipped_configs_are_valid():
     assert files
     for f in files:
         load(f)
+
+
+def test_an_elastic_pool_starts_at_workers_kept_within_its_bounds():
+    cfg = parse(GOOD.replace('name = "default"', 'name = "default"\nmin_workers = 3\n'
+                             'max_workers = 6'))
+    pool = cfg.pools[0]
+    assert pool.bounds == (3, 6) and pool.start_workers == 3 and pool.scale_down_after == 30.0
+    assert parse(GOOD).pools[0].bounds == (2, 2)  # without bounds the pool stays at workers
+

@@ -15,6 +15,7 @@ from actorq.broker.state.records import QUEUED, RUNNING, SUCCEEDED, Attempt, Tas
 from actorq.tasks.ratelimit import Limiter
 from actorq.wire import protocol as p
 
+STEAL_EVERY_S = 0.02  # a holder is asked for leases back at most this often
 DURATION_BUCKETS_S = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0]
 
 
@@ -29,23 +30,22 @@ class Dispatch:
         self._old_leases: list[Task] = []
         self.limits: dict[str, Limiter] = {}  # task name -> rate limit
         self.held: dict[str, deque[Task]] = {}  # rate-limited tasks set aside, by name
+        # Workers that may hold leases they have not started (more than their slots):
+        # where an idle worker can steal from (_steal).
+        self.holders: dict[bytes, None] = {}
+        self.steals_total = 0
 
     def dispatch(self, now: float) -> None:
         """Hand queued tasks to workers with credit, round-robin, highest priority first."""
         if not self.queued or not self.ready:
+            if self.holders and self.ready:
+                self._steal(now)
             return
-        wall = now + self.wall_offset
-        workers = self.workers
-        ready = self.ready
-        out = self.outbox.dispatch
-        limits = self.limits
-        journal = self.journal
         if self.held:
             self._release_held(now)
-        piped = self.piped
-        new_leases = self._new_leases
-        Lease = p.Lease
-        token = self._next_token
+        workers = self.workers
+        ready = self.ready
+        depth = self.depth
         while True:
             # Each ready worker takes at most its share of what is queued, so a few tasks
             # spread over idle workers instead of filling the first one's prefetch; a
@@ -54,61 +54,103 @@ class Dispatch:
             progressed = False
             for ident in list(ready):
                 w = workers[ident]
-                leases = None
-                leased = w.leased
-                was_idle = not leased
-                want = min(w.credit, share)
-                while want > 0:
-                    batch = self._pop_for(w, want)
-                    if not batch:
-                        break
-                    taken = 0
-                    for task in batch:
-                        if limits and task.name in limits:
-                            lim = limits[task.name]
-                            if not lim.allows(now):
-                                self._hold(task)
-                                continue
-                            lim.take(now)
-                        token += 1
-                        if journal is not None:
-                            new_leases.append(task)  # journaled late: see journal_leases
-                        task.state = RUNNING
-                        run = task.run
-                        if run is None:
-                            task.run = run = Attempt(token, ident, wall, 1)
-                        else:
-                            run.token, run.worker, run.started_at = token, ident, wall
-                            run.attempts += 1
-                        tid = task.id
-                        leased[tid] = task
-                        taken += 1
-                        if leases is None:
-                            leases = out.get(ident)
-                            if leases is None:
-                                leases = out[ident] = []
-                        opts = task.opts
-                        if opts is None:
-                            leases.append(Lease(tid, task.name, task.payload, token,
-                                                run.attempts))
-                        else:
-                            leases.append(Lease(tid, task.name, task.payload, token,
-                                                run.attempts, opts.timeout or None,
-                                                opts.retry_on,
-                                                piped.get(tid) if opts.pipe else None))
-                    w.credit -= taken
-                    want -= taken
-                    progressed = progressed or taken > 0
-                    self._next_token = token
-                if was_idle and leases:
-                    self.outbox.handoff = True
+                was_idle = not w.leased
+                given = self._lease_to(w, min(w.credit, share), now)
+                if given:
+                    progressed = True
+                    if was_idle:
+                        self.outbox.handoff = True
+                    if len(w.leased) > w.slots:
+                        self.holders[ident] = None
                 del ready[ident]
                 if w.credit > 0:
                     ready[ident] = None  # to the back of the round
+                elif given and self.queued and any(depth.get(q) for q in w.queues):
+                    # Its credit, not the work, ran out: see Dispatch.more.
+                    self.outbox.more.add(ident)
                 if not self.queued:
                     return
             if not progressed or not ready:
                 return
+
+    def _lease_to(self, w: Worker, want: int, now: float) -> int:
+        """Lease up to `want` queued tasks to `w` (fewer if its queues run dry or rate
+        limits hold some back); returns how many it got."""
+        wall = now + self.wall_offset
+        ident = w.ident
+        out = self.outbox.dispatch
+        limits = self.limits
+        journal = self.journal
+        piped = self.piped
+        new_leases = self._new_leases
+        Lease = p.Lease
+        token = self._next_token
+        leased = w.leased
+        leases = None
+        given = 0
+        while want > 0:
+            batch = self._pop_for(w, want)
+            if not batch:
+                break
+            taken = 0
+            for task in batch:
+                if limits and task.name in limits:
+                    lim = limits[task.name]
+                    if not lim.allows(now):
+                        self._hold(task)
+                        continue
+                    lim.take(now)
+                token += 1
+                if journal is not None:
+                    new_leases.append(task)  # journaled late: see journal_leases
+                task.state = RUNNING
+                run = task.run
+                if run is None:
+                    task.run = run = Attempt(token, ident, wall, 1)
+                else:
+                    run.token, run.worker, run.started_at = token, ident, wall
+                    run.attempts += 1
+                tid = task.id
+                leased[tid] = task
+                taken += 1
+                if leases is None:
+                    leases = out.get(ident)
+                    if leases is None:
+                        leases = out[ident] = []
+                opts = task.opts
+                if opts is None:
+                    leases.append(Lease(tid, task.name, task.payload, token, run.attempts))
+                else:
+                    leases.append(Lease(tid, task.name, task.payload, token, run.attempts,
+                                        opts.timeout or None, opts.retry_on,
+                                        piped.get(tid) if opts.pipe else None))
+            w.credit -= taken
+            want -= taken
+            given += taken
+        self._next_token = token
+        return given
+
+    def _steal(self, now: float) -> None:
+        """Nothing is queued, yet a worker is idle while others hold leases they have not
+        started (more than their slots): ask each such holder to hand back half of what
+        waits there, once per STEAL_EVERY_S, so the idle worker can run it now instead
+        of after the holder's long call."""
+        idle = [w for ident in self.ready if not (w := self.workers[ident]).leased
+                and not w.draining]
+        if not idle:
+            return
+        for ident in list(self.holders):
+            victim = self.workers.get(ident)
+            waiting = len(victim.leased) - victim.slots if victim is not None else 0
+            if waiting <= 0 or not victim.slots:
+                del self.holders[ident]
+                continue
+            if now - victim.reclaimed_at < STEAL_EVERY_S:
+                continue
+            if any(q in victim.queues for w in idle for q in w.queues):
+                victim.reclaimed_at = now
+                self.steals_total += 1
+                self.outbox.to_workers.append((ident, p.Reclaim(max(1, waiting // 2))))
 
     def _pop_for(self, w: Worker, n: int) -> list[Task]:
         """Up to `n` tasks for `w`: from its one queue, or the best head among its
@@ -163,10 +205,14 @@ class Dispatch:
                 del self.held[name]
 
     def _add_credit(self, worker: Worker, n: int) -> None:
-        if n <= 0:
+        """A worker returns credit with its results, or takes some back (n < 0) when its
+        window shrank (worker/credit.py)."""
+        if not n:
             return
-        worker.credit += n
-        if not worker.draining and worker.ident not in self.ready:
+        worker.credit = max(0, worker.credit + n)
+        if not worker.credit:
+            self.ready.pop(worker.ident, None)
+        elif not worker.draining and worker.ident not in self.ready:
             self.ready[worker.ident] = None
 
     def _hand_back(self, worker: Worker, ids: list[str]) -> None:
@@ -204,9 +250,8 @@ class Dispatch:
         Outcome = p.Outcome
         for r in results:
             task = own(r.id) or tasks.get(r.id)
-            # Lease tokens, not timestamps or worker ids, decide whether a result is
-            # current: a result from an attempt that was already requeued is stale,
-            # unless nobody has leased the task again since (then the work is done).
+            # The lease token, not a time or a worker id, says if a result is current: one
+            # from a requeued attempt is stale unless nobody leased the task since.
             run = None if task is None else task.run
             if run is None or run.token != r.token:
                 self.stale_results_total += 1
@@ -259,6 +304,7 @@ class Dispatch:
                 self._settle_dependents(task, now)
         self._count_results(succeeded, in_shortest, duration_sum)
         if worker is not None and not worker.leased:
+            worker.idle_since = now
             self.outbox.handoff = True
 
     def journal_leases(self) -> bool:

@@ -23,6 +23,9 @@ EXIT_REPORT_WAIT_S = 1.0
 # Back-off before delivering again a task whose worker died under it more than once:
 # 1 s, 2 s, 4 s ... (half of it random), at most a minute.
 CRASH_BACKOFF_S = 1.0
+# How often supervisors hear their pool's load (PoolLoad): scale-up starts within this
+# of a backlog appearing.
+LOAD_INTERVAL_S = 0.25
 CRASH_BACKOFF_MAX_S = 60.0
 
 
@@ -36,10 +39,12 @@ class Membership:
         self.scheduler: bytes | None = None
         self.scheduler_seen = now
         self._next_beat = now
+        self._next_load = now
 
     def _hello(self, peer: bytes, hello: p.Hello, now: float) -> None:
         if hello.role == "supervisor":
-            self.supervisors[peer] = Supervisor(peer, hello.pool, now, host=hello.host)
+            self.supervisors[peer] = Supervisor(peer, hello.pool, now, host=hello.host,
+                                                queues=tuple(hello.queues))
         elif hello.role == "scheduler":
             self._scheduler_hello(peer, now)
             return
@@ -175,6 +180,54 @@ class Membership:
             log.log(level, "worker %s exited with code %s; requeueing %d task(s)",
                     name, code, len(gone.leased))
             self._drop_worker(gone, now, set(running) if running is not None else None)
+
+    def _pool_report(self, peer: bytes, report: p.PoolReport, now: float) -> None:
+        sup = self.supervisors.get(peer)
+        if sup is not None:
+            sup.report = report
+            sup.last_seen = now
+
+    def _send_loads(self, now: float) -> None:
+        """Tell each supervisor its pool's backlog and its workers' load (PoolLoad), for
+        its scaling decisions; every LOAD_INTERVAL_S."""
+        self._next_load = now + LOAD_INTERVAL_S
+        by_place: dict[tuple[str, str], list[p.WorkerLoad]] = {}
+        for w in self.workers.values():
+            idle_s = 0.0 if w.leased else now - w.idle_since
+            by_place.setdefault((w.pool, w.host), []).append(
+                p.WorkerLoad(w.name, len(w.leased), w.slots, idle_s))
+        depth = self.depth
+        for sup in self.supervisors.values():
+            if not sup.failed:
+                backlog = sum(depth.get(q, 0) for q in sup.queues)
+                self.outbox.to_workers.append(
+                    (sup.ident, p.PoolLoad(backlog, by_place.get((sup.pool, sup.host), []))))
+
+    def _scale(self, peer: bytes, req: int, pool: str, low: int, high: int) -> None:
+        """A client changes a pool's bounds (0 keeps one): checked, then passed on to
+        every supervisor of the pool."""
+        sups = [s for s in self.supervisors.values() if s.pool == pool and not s.failed]
+        problem = None
+        if not sups:
+            problem = f"no pool {pool!r} is connected to this broker"
+        elif low < 0 or high < 0:
+            problem = f"min_workers and max_workers must be >= 1, got {low} and {high}"
+        else:
+            now_at = next((s.report for s in sups if s.report is not None), None)
+            low = low or (now_at.min_workers if now_at else 0)
+            high = high or (now_at.max_workers if now_at else 0)
+            if low < 1 or high < 1:
+                problem = "say both min_workers and max_workers: the pool's bounds are not known yet"
+            elif low > high:
+                problem = f"min_workers {low} is over max_workers {high}"
+        if problem is not None:
+            self.outbox.to_clients.append((peer, p.Error("bad_option", problem, req)))
+            return
+        for sup in sups:
+            self.outbox.to_workers.append((sup.ident, p.SetBounds(low, high)))
+        log.info("pool %s: bounds set to %d..%d workers on %d host(s)", pool, low, high,
+                 len(sups))
+        self.outbox.to_clients.append((peer, p.Done(req=req, ok=[True])))
 
     def _pool_failed(self, peer: bytes, reason: str) -> None:
         sup = self.supervisors.get(peer)

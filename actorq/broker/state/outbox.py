@@ -15,6 +15,7 @@ class Outbox:
     rejected: dict[bytes, list[p.Rejection]] = field(default_factory=dict)
     outcomes: dict[bytes, list[p.Outcome]] = field(default_factory=dict)
     dispatch: dict[bytes, list[p.Lease]] = field(default_factory=dict)
+    more: set[bytes] = field(default_factory=set)  # see Dispatch.more
     aliases: dict[bytes, dict[str, str]] = field(default_factory=dict)
     unserved: dict[bytes, set[str]] = field(default_factory=dict)  # see Accepted.unserved
     to_clients: list[tuple[bytes, object]] = field(default_factory=list)

@@ -97,7 +97,7 @@ def _is_queued(task: Task) -> bool:
 
 class Worker:
     __slots__ = ("ident", "name", "pool", "queues", "credit", "last_seen", "leased", "pid",
-                 "host", "draining", "slots", "lost_at")
+                 "host", "draining", "slots", "lost_at", "reclaimed_at", "idle_since")
 
     def __init__(self, ident: bytes, hello: p.Hello, now: float) -> None:
         self.ident = ident
@@ -112,6 +112,8 @@ class Worker:
         self.draining = False
         self.slots = max(0, hello.slots)  # 0: an older worker that does not say
         self.lost_at: float | None = None  # a send to it failed: its supervisor's word is awaited
+        self.reclaimed_at = float("-inf")  # when it was last asked for leases back
+        self.idle_since = now  # when it last held no lease (scaling down drains the idle)
 
 
 @dataclass
@@ -121,3 +123,5 @@ class Supervisor:
     last_seen: float
     failed: str = ""  # the reason, once the pool gave up
     host: str = ""
+    queues: tuple[str, ...] = ()  # the pool's queues: its backlog, for scaling
+    report: p.PoolReport | None = None  # its latest word on the pool's size

@@ -148,6 +148,8 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
                     (peer, p.CronsReply(req=req, entries=list(self.crons.values()))))
             case p.GetStats(req=req):
                 self.outbox.to_clients.append((peer, p.StatsReply(req=req, stats=self.stats(now))))
+            case p.Scale(req=req, pool=pool, min_workers=low, max_workers=high):
+                self._scale(peer, req, pool, low, high)
             case p.Ping():
                 self.outbox.ack_now.add(peer)
                 self.outbox.to_clients.append((peer, p.Pong(instance=self.instance)))
@@ -192,6 +194,8 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
             case p.WorkerExited(worker=name, exit_code=code, restarted=restarted,
                                 running=running):
                 self._worker_exited(peer, name, code, restarted, running, now)
+            case p.PoolReport() as report:
+                self._pool_report(peer, report, now)
             case p.PoolFailed(reason=reason):
                 self._pool_failed(peer, reason)
 
@@ -205,6 +209,8 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
             # more are due): a million expiring together never stall the loop, and the
             # purge keeps up with any rate of finishing tasks.
             self._purge(now)
+        if self.supervisors and now >= self._next_load:
+            self._send_loads(now)
         if now < self._next_beat:
             return
         self._next_beat = now + self.heartbeat_interval_s
@@ -215,6 +221,8 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
     def next_deadline(self) -> float:
         """When the loop must wake even if no message comes."""
         at = self._next_beat
+        if self.supervisors:
+            at = min(at, self._next_load)
         if self.expiries:
             at = min(at, self.expiries[0][0])
         if self._finished:

@@ -36,7 +36,16 @@ class Statistics:
             alive[w.pool] = alive.get(w.pool, 0) + 1
             running += len(w.leased)
         sups = {}
+        pools: dict[str, p.PoolStats] = {}
         for s in self.supervisors.values():
+            r = s.report
+            if r is not None and not s.failed:
+                was = pools.get(s.pool)
+                pools[s.pool] = p.PoolStats(r.workers, r.target, r.min_workers, r.max_workers,
+                                            r.scale_ups, r.scale_downs) if was is None else \
+                    p.PoolStats(was.workers + r.workers, was.target + r.target, r.min_workers,
+                                r.max_workers, was.scale_ups + r.scale_ups,
+                                was.scale_downs + r.scale_downs, was.hosts + 1)
             if s.failed:
                 sups[s.pool] = "failed"
             elif now - s.last_seen <= self.liveness_s:
@@ -68,4 +77,6 @@ class Statistics:
             unserved_queues=sorted(q for q, n in self.depth.items()
                                    if n > 0 and q not in self.consumers),
             leases_returned_total=self.leases_returned_total,
+            steals_total=self.steals_total,
+            pools=pools,
         )

@@ -1,0 +1,44 @@
+"""Requests other than submissions: what a client checks before it asks, and how it
+reads the answers (shared by Client and AsyncClient)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actorq.errors import RequestRejected, SubmitRejected, TaskNotFound
+from actorq.tasks import cron as crons
+from actorq.wire import protocol as p
+from actorq.wire.payload import encode_args
+
+
+def cron_entry(name: str, schedule: str, task: Any, args: Any, kwargs: dict | None,
+               queue: str, priority: int) -> p.CronEntry:
+    """Check and encode a cron entry on the client side (the broker checks the schedule)."""
+    task = getattr(task, "actorq_name", task)
+    problem = crons.check_entry(name, schedule, task, queue, priority)
+    if problem:
+        raise SubmitRejected("bad_option", problem)
+    if not isinstance(args, (tuple, list)):
+        raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
+    return p.CronEntry(name, schedule, task, encode_args(args, kwargs), queue, priority)
+
+
+def first_info(task_id: str, reply: p.Infos) -> p.TaskInfo:
+    info = reply.items[0] if reply.items else None
+    if info is None:
+        raise TaskNotFound(task_id)
+    return info
+
+
+def scale_bounds(min_workers: int | None, max_workers: int | None) -> tuple[int, int]:
+    """The bounds of a Scale request (0: keep as it is), checked before anything is sent."""
+    if min_workers is None and max_workers is None:
+        raise RequestRejected("bad_option", "give min_workers, max_workers or both")
+    for name, value in (("min_workers", min_workers), ("max_workers", max_workers)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 1):
+            raise RequestRejected("bad_option", f"{name} must be an int >= 1, got {value!r}")
+    if min_workers is not None and max_workers is not None and min_workers > max_workers:
+        raise RequestRejected("bad_option",
+                              f"min_workers {min_workers} is over max_workers {max_workers}")
+    return min_workers or 0, max_workers or 0
