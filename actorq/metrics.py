@@ -39,6 +39,13 @@ STEALS = "actorq_lease_steals"
 POOL_WORKERS = "actorq_pool_workers"
 POOL_TARGET = "actorq_pool_workers_target"
 POOL_SCALE_EVENTS = "actorq_pool_scale_events"
+WORKERS_BUSY = "actorq_workers_busy"
+QUEUE_OLDEST = "actorq_queue_oldest_seconds"
+BROKER_CPU = "actorq_broker_cpu_seconds"
+BROKER_RSS = "actorq_broker_resident_memory_bytes"
+# Every final state a task can reach: each is exported from the start, at 0, so that the
+# first failure shows in increase() rather than as a series appearing from nothing.
+FINAL_STATES = ("succeeded", "dead", "cancelled", "expired")
 QUEUE_UNSERVED = "actorq_queue_unserved"
 
 
@@ -54,7 +61,7 @@ def families(stats: Stats | None) -> Iterator[Metric]:
                               value=stats.submitted_total)
     finished = CounterMetricFamily(FINISHED, "Tasks that reached a final state, by state.",
                                    labels=["state"])
-    for state, n in sorted(stats.finished_total.items()):
+    for state, n in sorted({**dict.fromkeys(FINAL_STATES, 0), **stats.finished_total}.items()):
         finished.add_metric([state], n)
     yield finished
     yield CounterMetricFamily(REJECTED, "Submissions the broker refused (too large, bad option, "
@@ -81,7 +88,8 @@ def families(stats: Stats | None) -> Iterator[Metric]:
     yield alive
     restarts = CounterMetricFamily(WORKER_RESTARTS, "Worker processes restarted after dying, "
                                    "by pool.", labels=["pool"])
-    for pool, n in sorted(stats.worker_restarts.items()):
+    known_pools = dict.fromkeys((*stats.workers_alive, *stats.supervisors, *stats.pools), 0)
+    for pool, n in sorted({**known_pools, **stats.worker_restarts}.items()):
         restarts.add_metric([pool], n)
     yield restarts
     pools = GaugeMetricFamily(POOL_UP, "1 while a pool's supervisor is up; 0 once it gave up "
@@ -90,6 +98,7 @@ def families(stats: Stats | None) -> Iterator[Metric]:
         pools.add_metric([pool], 1 if state == "up" else 0)
     yield pools
     yield from _pool_sizes(stats)
+    yield from _load(stats)
     buckets = []
     cumulative = 0
     for bound, n in zip(stats.duration_buckets, stats.duration_counts):
@@ -113,6 +122,23 @@ def families(stats: Stats | None) -> Iterator[Metric]:
     for queue in stats.unserved_queues:
         unserved.add_metric([queue], 1)
     yield unserved
+
+
+def _load(stats: Stats) -> Iterator[Metric]:
+    busy = GaugeMetricFamily(WORKERS_BUSY, "Workers holding at least their slots' worth of "
+                             "tasks, by pool.", labels=["pool"])
+    for pool in sorted(stats.workers_alive):
+        busy.add_metric([pool], stats.workers_busy.get(pool, 0))
+    yield busy
+    oldest = GaugeMetricFamily(QUEUE_OLDEST, "Age of the oldest task waiting in each queue.",
+                               labels=["queue"])
+    for queue in sorted(stats.queue_depth):
+        oldest.add_metric([queue], stats.queue_oldest_s.get(queue, 0.0))
+    yield oldest
+    yield CounterMetricFamily(BROKER_CPU, "CPU time the broker process used.",
+                              value=stats.process_cpu_s)
+    yield GaugeMetricFamily(BROKER_RSS, "Resident memory of the broker process.",
+                            value=stats.process_rss_bytes)
 
 
 def _pool_sizes(stats: Stats) -> Iterator[Metric]:

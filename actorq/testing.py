@@ -59,15 +59,16 @@ def kill_session(sid: int) -> None:
             pass
 
 
-def pid_of(name_part: str, sid: int) -> list[int]:
-    """Pids in the session whose command line contains name_part."""
+def pid_of(name_part: str, sid: int, exact: bool = False) -> list[int]:
+    """Pids in the session whose command line (process title) contains name_part, or
+    is it when `exact`. Actors' titles are `actorq: ROLE [NAME]`."""
     found = []
     for pid in session_pids(sid):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if name_part in cmd:
+        if (cmd.strip() == name_part) if exact else (name_part in cmd):
             found.append(pid)
     return found
 
@@ -121,7 +122,7 @@ class NodeProcess:
         return self.info["actors"][name]
 
     def worker_pids(self) -> list[int]:
-        return pid_of("_actor worker", self.sid)
+        return pid_of("actorq: worker ", self.sid)
 
     def log(self) -> str:
         self._log.flush()

@@ -12,7 +12,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -64,11 +66,14 @@ QUICK = Scale(50_000, 10_000, 1_000, 100, 100_000, (2, 50), 20_000, 4_000, 4.0)
 
 
 def node_toml(*, workers: int = 2, prefetch: int = 0, concurrency: int = 1,
-              pools: bool = True, broker: str = "", storage: str = "", extra: str = "") -> str:
+              pools: bool = True, broker: str = "", storage: str = "", extra: str = "",
+              http: bool = False) -> str:
     text = ""
     if not broker:
         text += ('[node]\nshutdown_grace = 5\n[broker]\nbind = "tcp://127.0.0.1:*"\n'
                  'worker_bind = "tcp://127.0.0.1:*"\n')
+    if http:
+        text += '[http]\nbind = "127.0.0.1:0"\n'
     if storage:
         text += storage
     if pools:
@@ -320,6 +325,70 @@ def backlog(scale: Scale) -> list[Figure]:
     ]
 
 
+PAGES = 200  # listing pages timed at each size
+
+
+def _page_ms(c: Client) -> float:
+    t0 = time.perf_counter()
+    for _ in range(PAGES):
+        c.list_tasks(limit=50)
+    return (time.perf_counter() - t0) / PAGES * 1000
+
+
+def operator(scale: Scale) -> list[Figure]:
+    """What an operator's reads cost: a listing page of 50 with 10,000 tasks stored and
+    with the backlog size; then throughput-batch with and without an operator polling
+    /api/stats and a listing page once a second, runs interleaved."""
+    with running(node_toml(pools=False)) as node, Client(node.broker) as c:
+        c.submit_many([(NOOP, ())] * 10_000)
+        c.flush(timeout=60)
+        small = _page_ms(c)
+        for start in range(10_000, scale.backlog_tasks, 50_000):
+            c.submit_many([(NOOP, ())] * min(50_000, scale.backlog_tasks - start))
+        c.flush(timeout=600)
+        large = _page_ms(c)
+    n = scale.batch_tasks // 2
+    with ExitStack() as stack:
+        quiet = stack.enter_context(running(node_toml(), "quiet"))
+        watched = stack.enter_context(running(node_toml(http=True), "watched"))
+        stop = threading.Event()
+        poller = threading.Thread(target=_poll, args=(watched.http, stop), daemon=True)
+        poller.start()
+        stack.callback(poller.join, 10)
+        stack.callback(stop.set)
+        rates = {"quiet": [], "watched": []}
+        clients = {"quiet": stack.enter_context(Client(quiet.broker)),
+                   "watched": stack.enter_context(Client(watched.broker))}
+        for c in clients.values():
+            c.gather(c.submit_many([(NOOP, ())] * 2000), timeout=60)
+        for _ in range(REPEATS):
+            for name, c in clients.items():
+                t0 = time.perf_counter()
+                c.gather(c.submit_many([(NOOP, ())] * n), timeout=600)
+                rates[name].append(n / (time.perf_counter() - t0))
+    quiet_rate, watched_rate = (statistics.median(rates[k]) for k in ("quiet", "watched"))
+    return [
+        figure("operator", "listing page of 50, 10,000 tasks stored", small, "ms"),
+        figure("operator", f"listing page of 50, {scale.backlog_tasks} tasks stored", large,
+               "ms"),
+        figure("operator", "page with the backlog vs with 10,000", 100 * large / small, "%",
+               "<=", 200),
+        figure("operator", f"{n} no-op tasks, submit_many, polled once a second "
+               f"(median of {REPEATS})", watched_rate, "tasks/s"),
+        figure("operator", "same, not polled", quiet_rate, "tasks/s"),
+        figure("operator", "polled vs not polled", 100 * watched_rate / quiet_rate, "%",
+               ">=", 97),
+    ]
+
+
+def _poll(base: str, stop: threading.Event) -> None:
+    """An operator's dashboard: the stats and a page of tasks, once a second."""
+    while not stop.wait(1.0):
+        for path in ("/api/stats", "/api/tasks?limit=50"):
+            with urllib.request.urlopen(base + path, timeout=10) as r:
+                r.read()
+
+
 def many_workers(scale: Scale) -> list[Figure]:
     figures = []
     rates = {}
@@ -353,7 +422,7 @@ def recovery(scale: Scale) -> list[Figure]:
                            all(x.state == "running" for x in i) and i, 10)
         victim = infos[0].worker
         held = [x.id for x in infos if x.worker == victim]
-        pid = pid_of(f'"worker_id":"{victim}"', node.sid)[0]
+        pid = pid_of(f"actorq: worker {victim}", node.sid, exact=True)[0]
         t0 = time.perf_counter()
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: all(c.status(t).attempts == 2 for t in held), 10, interval_s=0.001)
@@ -438,6 +507,7 @@ WORKLOADS: dict[str, Callable[[Scale], list[Figure]]] = {
     "latency": latency,
     "cpu": cpu,
     "head-of-line": head_of_line,
+    "operator": operator,
     "elastic": elastic,
     "backlog": backlog,
     "many-workers": many_workers,

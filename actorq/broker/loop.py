@@ -81,6 +81,7 @@ class Broker:
             finally:
                 gc.enable()
             log.info("recovered from %s in %.2f s", store.path, time.monotonic() - t0)
+        self.state.process_usage = actor.process_usage
         self.client_decoder = p.decoder(p.ClientToBroker)
         self.worker_decoder = p.decoder(p.WorkerToBroker)
         self.again = False

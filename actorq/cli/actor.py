@@ -18,15 +18,16 @@ from actorq.node import specs
 COMMAND = "_actor"
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
-    actor = sub.add_parser(COMMAND)
-    actor.add_argument("role")
-    actor.add_argument("spec")
-    actor.set_defaults(func=run_actor)
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog=f"actorq {COMMAND}", add_help=False)
+    ap.add_argument("role")
+    ap.add_argument("spec")
+    return run_actor(ap.parse_args(argv))
 
 
 def run_actor(args: argparse.Namespace) -> int:
     setup_logging(os.environ.get("ACTORQ_LOG_LEVEL", "INFO"), args.role)
+    set_title(args.role, args.spec)
     if args.role == "broker":
         from actorq.broker import loop
 
@@ -49,3 +50,13 @@ def run_actor(args: argparse.Namespace) -> int:
         return gateway.main(msgspec.json.decode(args.spec, type=specs.GatewaySpec))
     print(f"actorq: unknown actor role {args.role!r}", file=sys.stderr)
     return EXIT_CONFIG
+
+
+def set_title(role: str, spec_json: str) -> None:
+    """Show the role in ps and top (`actorq: worker default.host.12.3`), not the spec."""
+    from setproctitle import setproctitle
+
+    spec = msgspec.json.decode(spec_json)
+    name = spec.get("worker_id") or (spec.get("pool") or {}).get("name", "") \
+        if isinstance(spec, dict) else ""
+    setproctitle(f"actorq: {role} {name}".rstrip())

@@ -1,23 +1,117 @@
-"""What every command shares: exit codes, logging set-up, loading a config."""
+"""What every command shares: exit codes, logging set-up, loading a config, finding and
+calling the broker, and printing results as tables (rich) or JSON (`--json`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterable
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 DEFAULT_BROKER = "tcp://127.0.0.1:5555"  # [broker] bind's default
-BROKER_ENV = "ACTORQ_BROKER"  # where --broker comes from when it is not given
-BROKER_HELP = f"the broker's client endpoint (default: ${BROKER_ENV}, else {DEFAULT_BROKER})"
+BROKER_ENV = "ACTORQ_BROKER"  # where the broker address comes from without --broker or -c
+BROKER_HELP = (f"the broker's client endpoint (default: the [broker] bind of -c CONFIG, "
+               f"else ${BROKER_ENV}, else {DEFAULT_BROKER})")
+CONNECT_TIMEOUT_S = 5.0
+
+
+class CommandError(Exception):
+    """A command that cannot go on: its message is printed and it exits EXIT_FAILURE
+    (or the code given)."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_broker_options(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:
+    parser.add_argument("--broker", default=None, help=BROKER_HELP)
+    parser.add_argument("-c", "--config", default=None,
+                        help="a node's config: the broker address is read from its [broker]")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help=f"seconds to wait for the broker (default {CONNECT_TIMEOUT_S:g})")
+    if json_output:
+        parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
 
 
 def broker_address(args: argparse.Namespace) -> str:
-    return args.broker or os.environ.get(BROKER_ENV) or DEFAULT_BROKER
+    if args.broker:
+        return args.broker
+    if getattr(args, "config", None):
+        cfg = load_config(args.config)
+        if cfg is None:
+            raise CommandError("cannot read the broker address", EXIT_CONFIG)
+        if cfg.broker is None:
+            raise CommandError(f"{args.config} has no [broker]; give --broker", EXIT_CONFIG)
+        if cfg.broker.bind.endswith(":*"):
+            raise CommandError(f"{args.config} binds the broker to a port picked at start "
+                               "(*); give --broker", EXIT_CONFIG)
+        return cfg.broker.bind.replace("tcp://*:", "tcp://127.0.0.1:").replace(
+            "tcp://0.0.0.0:", "tcp://127.0.0.1:")
+    return os.environ.get(BROKER_ENV) or DEFAULT_BROKER
+
+
+def with_client(args: argparse.Namespace, work: Callable[[Any], int]) -> int:
+    """Run `work(client)` against the broker; every actorq error becomes a clear message
+    and a non-zero exit, a broker that does not answer within --timeout included."""
+    from actorq.client.sync import Client
+    from actorq.errors import ActorqError, BrokerUnavailable
+
+    if args.timeout is None:
+        args.timeout = CONNECT_TIMEOUT_S
+    try:
+        address = broker_address(args)
+        with Client(address, connect_timeout=args.timeout,
+                    request_timeout=max(args.timeout, 10.0)) as client:
+            return work(client)
+    except CommandError as exc:
+        print(f"actorq: {exc}", file=sys.stderr)
+        return exc.code
+    except BrokerUnavailable as exc:
+        print(f"actorq: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ActorqError as exc:
+        print(f"actorq: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def emit(args: argparse.Namespace, data: Any, title: str, columns: list[str],
+         rows: Iterable[Iterable[Any]]) -> int:
+    """Print `data` as JSON with --json, else a table of `rows` for people."""
+    import msgspec
+
+    if getattr(args, "json", False):
+        print(json.dumps(msgspec.to_builtins(data), indent=2, default=str))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console().print(table)
+    return EXIT_OK
+
+
+def ago(seconds: float) -> str:
+    return f"{seconds:.1f} s ago"
+
+
+def when(unix_s: float | None) -> str:
+    if not unix_s:
+        return "never"
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(unix_s, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def setup_logging(level: str, role: str) -> None:

@@ -27,6 +27,9 @@ def run_node(args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_CONFIG
     setup_logging(cfg.node.log_level, "node")
+    from setproctitle import setproctitle
+
+    setproctitle(f"actorq: node {args.config}")
     return node.run(cfg, args.ready_file)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 import zmq
 
+from actorq.client import requests
 from actorq.client.handles import (
     AsyncChainHandle,
     AsyncGroupHandle,
@@ -279,6 +280,43 @@ class AsyncClient:
         """As Client.scale()."""
         low, high = scale_bounds(min_workers, max_workers)
         await self._call(lambda req: p.Scale(req, pool, low, high), timeout)
+
+    # ---- for operators: as Client's ---------------------------------------------------
+
+    async def list_tasks(self, state: str | None = None, *, queue: str | None = None,
+                         name: str | None = None, limit: int = 50, cursor: str | None = None,
+                         timeout: float | None = None) -> p.TaskPage:
+        make = requests.list_tasks(state, queue, name, limit, cursor)
+        return (await self._call(make, timeout)).page
+
+    async def task(self, task_id: str, timeout: float | None = None) -> p.TaskInfo:
+        return first_info(task_id, await self._call(
+            lambda req: p.Query(req, [task_id], True), timeout))
+
+    async def requeue_dead(self, *, queue: str | None = None, name: str | None = None,
+                           timeout: float | None = None) -> int:
+        return (await self._call(lambda req: p.RequeueDead(req, queue, name), timeout)).n
+
+    async def workers(self, timeout: float | None = None) -> list[p.WorkerInfo]:
+        return (await self._call(lambda req: p.Inspect(req, "workers"), timeout)).workers
+
+    async def pools(self, timeout: float | None = None) -> list[p.PoolInfo]:
+        return (await self._call(lambda req: p.Inspect(req, "pools"), timeout)).pools
+
+    async def queues(self, timeout: float | None = None) -> list[p.QueueInfo]:
+        return (await self._call(lambda req: p.Inspect(req, "queues"), timeout)).queues
+
+    async def pause(self, queue: str, timeout: float | None = None) -> bool:
+        return bool((await self._call(requests.queue_command(queue, "pause"), timeout)).n)
+
+    async def resume(self, queue: str, timeout: float | None = None) -> bool:
+        return bool((await self._call(requests.queue_command(queue, "resume"), timeout)).n)
+
+    async def purge(self, queue: str, timeout: float | None = None) -> int:
+        return (await self._call(requests.queue_command(queue, "purge"), timeout)).n
+
+    async def run_cron(self, name: str, timeout: float | None = None) -> bool:
+        return (await self._call(lambda req: p.RunCron(req, name), timeout)).ok[0]
 
     async def flush(self, timeout: float | None = None) -> None:
         deadline = deadline_after(timeout)

@@ -3,12 +3,15 @@ reads the answers (shared by Client and AsyncClient)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from actorq.errors import RequestRejected, SubmitRejected, TaskNotFound
 from actorq.tasks import cron as crons
 from actorq.wire import protocol as p
 from actorq.wire.payload import encode_args
+
+MAX_PAGE = 500  # tasks a listing returns at most (the broker says the same)
 
 
 def cron_entry(name: str, schedule: str, task: Any, args: Any, kwargs: dict | None,
@@ -42,3 +45,25 @@ def scale_bounds(min_workers: int | None, max_workers: int | None) -> tuple[int,
         raise RequestRejected("bad_option",
                               f"min_workers {min_workers} is over max_workers {max_workers}")
     return min_workers or 0, max_workers or 0
+
+
+TASK_STATES = frozenset(s.value for s in p.TaskState)
+
+
+def list_tasks(state: str | None, queue: str | None, name: str | None, limit: int,
+               cursor: str | None) -> Callable[[int], p.ListTasks]:
+    """A ListTasks request, checked before anything is sent."""
+    if state is not None and str(state) not in TASK_STATES:
+        raise RequestRejected("bad_option", f"state must be one of "
+                              f"{', '.join(sorted(TASK_STATES))}, got {state!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise RequestRejected("bad_option", f"limit must be an int in 1..{MAX_PAGE}, got {limit!r}")
+    state = None if state is None else str(state)
+    return lambda req: p.ListTasks(req, state, queue, name, limit, cursor)
+
+
+def queue_command(queue: str, action: str) -> Callable[[int], p.QueueCommand]:
+    if not isinstance(queue, str) or not queue:
+        raise RequestRejected("bad_option", f"queue must be a non-empty string, got {queue!r}")
+    return lambda req: p.QueueCommand(req, queue, action)
+

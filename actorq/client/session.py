@@ -324,7 +324,8 @@ class Session:
                         h._error = SubmitRejected(r.code, r.message, r.id)
                         self._done(h)
             case (p.Infos(req=req) | p.CancelReply(req=req) | p.StatsReply(req=req)
-                  | p.Done(req=req) | p.CronsReply(req=req)):
+                  | p.Done(req=req) | p.CronsReply(req=req) | p.Page(req=req)
+                  | p.Listing(req=req) | p.Count(req=req)):
                 slot = self.requests.pop(req, None)
                 if slot is not None:
                     slot.reply = msg

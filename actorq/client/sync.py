@@ -17,6 +17,7 @@ from typing import Any
 
 import zmq
 
+from actorq.client import requests
 from actorq.client.handles import ChainHandle, GroupHandle, TaskHandle, check_owner, collect
 from actorq.client.requests import cron_entry, first_info, scale_bounds
 from actorq.client.session import (
@@ -241,6 +242,58 @@ class Client(SyncIO):
         sense (below 1, min over max), changing nothing."""
         low, high = scale_bounds(min_workers, max_workers)
         self._call(lambda req: p.Scale(req, pool, low, high), timeout)
+
+    # ---- for operators: listings, inspection and commands (docs/operations.md) -----
+
+    def list_tasks(self, state: str | None = None, *, queue: str | None = None,
+                   name: str | None = None, limit: int = 50, cursor: str | None = None,
+                   timeout: float | None = None) -> p.TaskPage:
+        """A page of tasks, newest first, filtered by state, queue and task name. Pass the
+        page's `next_cursor` for the next page (None when there is no more). A page
+        costs the broker O(limit), however many tasks it holds."""
+        make = requests.list_tasks(state, queue, name, limit, cursor)
+        return self._call(make, timeout).page
+
+    def task(self, task_id: str, timeout: float | None = None) -> p.TaskInfo:
+        """A task in full: status plus arguments (`payload`), result (`value`),
+        `traceback` and every attempt (`history`). Raises TaskNotFound."""
+        return first_info(task_id, self._call(lambda req: p.Query(req, [task_id], True),
+                                              timeout))
+
+    def requeue_dead(self, *, queue: str | None = None, name: str | None = None,
+                     timeout: float | None = None) -> int:
+        """Run again every dead letter of `queue` and/or task `name` (every one when
+        neither is given), each with a fresh retry budget; returns how many."""
+        return self._call(lambda req: p.RequeueDead(req, queue, name), timeout).n
+
+    def workers(self, timeout: float | None = None) -> list[p.WorkerInfo]:
+        """Every connected worker: pool, host, pid, state, its leases, slots, credit."""
+        return self._call(lambda req: p.Inspect(req, "workers"), timeout).workers
+
+    def pools(self, timeout: float | None = None) -> list[p.PoolInfo]:
+        """Every pool the broker knows, with its size, bounds and state."""
+        return self._call(lambda req: p.Inspect(req, "pools"), timeout).pools
+
+    def queues(self, timeout: float | None = None) -> list[p.QueueInfo]:
+        """Every queue: depth (and by priority), paused, consumers, oldest task's age."""
+        return self._call(lambda req: p.Inspect(req, "queues"), timeout).queues
+
+    def pause(self, queue: str, timeout: float | None = None) -> bool:
+        """Stop dispatching from `queue` (it still takes submissions): True if it ran."""
+        return bool(self._call(requests.queue_command(queue, "pause"), timeout).n)
+
+    def resume(self, queue: str, timeout: float | None = None) -> bool:
+        """Dispatch from a paused queue again: True if it was paused."""
+        return bool(self._call(requests.queue_command(queue, "resume"), timeout).n)
+
+    def purge(self, queue: str, timeout: float | None = None) -> int:
+        """Cancel every task queued in `queue` (running ones are not touched); returns
+        how many. Their waiters get TaskCancelled."""
+        return self._call(requests.queue_command(queue, "purge"), timeout).n
+
+    def run_cron(self, name: str, timeout: float | None = None) -> bool:
+        """Fire a cron entry now, once, besides its schedule: True if it exists."""
+        return self._call(lambda req: p.RunCron(req, name), timeout).ok[0]
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the broker has acknowledged (or rejected) every submission."""

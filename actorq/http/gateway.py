@@ -17,6 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from actorq.client.aio import AsyncClient
 from actorq.errors import ActorqError
+from actorq.http import openapi
+from actorq.http.api import Api
+from actorq.http.auth import Tokens
 from actorq.metrics import StatsCollector
 from actorq.node import actor
 from actorq.node.specs import CANNOT_START, GatewaySpec
@@ -48,7 +51,9 @@ class Gateway:
             return web.json_response({"status": "unavailable", "broker": None}, status=503)
         pools = {}
         healthy = not stats.draining
-        for name, expected in self.spec.pools.items():
+        # This node's pools, and those that joined from worker-only nodes elsewhere.
+        names = {**{n: 0 for n in (*stats.supervisors, *stats.pools)}, **self.spec.pools}
+        for name, expected in sorted(names.items()):
             alive = stats.workers_alive.get(name, 0)
             supervisor = stats.supervisors.get(name, "missing")
             size = stats.pools.get(name)
@@ -73,6 +78,9 @@ class Gateway:
         }
         return web.json_response(body, status=200 if healthy else 503)
 
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi.document())
+
     async def metrics(self, request: web.Request) -> web.Response:
         self.collector.stats = await self._stats()
         body = generate_latest(self.registry)
@@ -84,9 +92,13 @@ class Gateway:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         await self.client.connect()
-        app = web.Application()
+        api = Api(self.client, Tokens(self.spec.tokens))
+        app = web.Application(middlewares=[api.middleware],
+                              client_max_size=self.spec.max_body_bytes)
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/api/openapi.json", self.openapi)
+        api.add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, port = self.spec.bind.rsplit(":", 1)
@@ -99,7 +111,8 @@ class Gateway:
             return CANNOT_START
         bound = runner.addresses[0]
         address = f"{bound[0]}:{bound[1]}"
-        log.info("gateway serving http://%s (/health, /metrics)", address)
+        log.info("gateway serving http://%s (/health, /metrics, /api%s)", address,
+                 ", tokens required" if self.spec.tokens else "")
         actor.report_ready({"http": address})
         await stop.wait()
         await runner.cleanup()

@@ -122,3 +122,15 @@ def report_ready(info: dict[str, Any] | None = None) -> None:
         os.close(int(fd))
     except OSError:
         pass  # the parent is gone or stopped listening; nothing to tell
+
+
+def process_usage() -> tuple[float, int]:
+    """This process's CPU seconds (user + system) and resident memory in bytes."""
+    times = os.times()
+    try:
+        pages = int(open("/proc/self/statm").read().split()[1])
+        rss = pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        rss = 0
+    return times.user + times.system, rss
+

@@ -7,6 +7,7 @@ must stop the node, not run it with defaults.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from pathlib import Path
@@ -45,8 +46,19 @@ class BrokerConfig(msgspec.Struct, **_strict):
     spin_us: int = 600  # when an answer is near, poll this long before sleeping (spinpoll.py)
 
 
+class TokenConfig(msgspec.Struct, **_strict):
+    """An `[[http.tokens]]` entry: who may use the HTTP API, and for what."""
+
+    name: str
+    role: str  # "read" (GET routes) or "admin" (every route)
+    sha256: str  # hex digest of the token: the secret itself never sits in a config
+
+
 class HttpConfig(msgspec.Struct, **_strict):
     bind: str = "127.0.0.1:8080"
+    tokens: list[TokenConfig] = msgspec.field(default_factory=list)
+    # Serve beyond loopback without tokens: only when that is really meant.
+    allow_anonymous: bool = False
 
 
 class StorageConfig(msgspec.Struct, **_strict):
@@ -169,14 +181,45 @@ def _check(config: Config, file: str) -> None:
     _check_crons(config.cron, file)
     if config.http is not None and config.broker is None:
         raise ConfigError(file, "http", "the gateway needs a [broker] on the same node")
-    if config.http is not None and not re.fullmatch(r"[^:\s]+:\d+", config.http.bind):
-        raise ConfigError(file, "http.bind", "must look like HOST:PORT, e.g. 127.0.0.1:8080")
+    if config.http is not None:
+        _check_http(config.http, file)
     names = set()
     for i, pool in enumerate(config.pools):
         if pool.name in names:
             raise ConfigError(file, f"pools[{i}].name", f"pool name {pool.name!r} is used twice")
         names.add(pool.name)
         _check_pool(pool, f"pools[{i}]", config.broker is not None, file)
+
+
+def _check_http(http: HttpConfig, file: str) -> None:
+    if not re.fullmatch(r"[^:\s]+:\d+", http.bind):
+        raise ConfigError(file, "http.bind", "must look like HOST:PORT, e.g. 127.0.0.1:8080")
+    host = http.bind.rsplit(":", 1)[0]
+    if not http.tokens and not http.allow_anonymous and not is_loopback(host):
+        raise ConfigError(file, "http.bind", f"{host} is reachable beyond this machine and no "
+                          "[[http.tokens]] are set: add tokens (actorq token new), or set "
+                          "http.allow_anonymous = true if anyone who can reach it may use it")
+    names = set()
+    for i, token in enumerate(http.tokens):
+        where = f"http.tokens[{i}]"
+        if not token.name or token.name in names:
+            raise ConfigError(file, f"{where}.name", f"{token.name!r}: give each a unique name")
+        names.add(token.name)
+        if token.role not in ("read", "admin"):
+            raise ConfigError(file, f"{where}.role", f'{token.role!r}: must be "read" or "admin"')
+        if not re.fullmatch(r"[0-9a-f]{64}", token.sha256):
+            raise ConfigError(file, f"{where}.sha256", "must be the token's SHA-256 hex digest "
+                              "(64 lowercase hex digits), as `actorq token new` prints it")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_broker(b: BrokerConfig, file: str) -> None:

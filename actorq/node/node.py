@@ -65,7 +65,9 @@ class Node:
         elif name == "gateway":
             spec = GatewaySpec(bind=self.http_bind or cfg.http.bind,
                                broker=self.endpoints["bind"],
-                               pools={pl.name: pl.bounds[0] for pl in cfg.pools})
+                               pools={pl.name: pl.bounds[0] for pl in cfg.pools},
+                               tokens=cfg.http.tokens,
+                               max_body_bytes=cfg.broker.max_payload_bytes + 65536)
             child = Child("gateway", name, spec, self.level)
         else:
             pool = next(pl for pl in cfg.pools if f"pool:{pl.name}" == name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from actorq.node.config import BrokerConfig, CronConfig, PoolConfig, StorageConfig
+from actorq.node.config import BrokerConfig, CronConfig, PoolConfig, StorageConfig, TokenConfig
 
 # Exit codes an actor uses to tell its parent not to restart it.
 CANNOT_START = 3  # a port in use, a task module that cannot be imported
@@ -43,3 +43,5 @@ class GatewaySpec(msgspec.Struct, kw_only=True):
     bind: str  # HOST:PORT
     broker: str  # the broker's client endpoint
     pools: dict[str, int]  # local pools and their min_workers, for /health
+    tokens: list[TokenConfig] = []  # [[http.tokens]]: who may use /api
+    max_body_bytes: int = 10 * 1024 * 1024 + 65536  # largest request body read

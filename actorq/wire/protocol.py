@@ -18,6 +18,9 @@ from actorq.wire.values import (
     FINAL_STATES as FINAL_STATES,
 )
 from actorq.wire.values import (  # the values messages carry, re-exported
+    AttemptInfo as AttemptInfo,
+)
+from actorq.wire.values import (
     CronEntry as CronEntry,
 )
 from actorq.wire.values import (
@@ -36,10 +39,16 @@ from actorq.wire.values import (
     Outcome as Outcome,
 )
 from actorq.wire.values import (
+    PoolInfo as PoolInfo,
+)
+from actorq.wire.values import (
     PoolStats as PoolStats,
 )
 from actorq.wire.values import (
     Progress as Progress,
+)
+from actorq.wire.values import (
+    QueueInfo as QueueInfo,
 )
 from actorq.wire.values import (
     Rejection as Rejection,
@@ -54,6 +63,9 @@ from actorq.wire.values import (
     TaskInfo as TaskInfo,
 )
 from actorq.wire.values import (
+    TaskPage as TaskPage,
+)
+from actorq.wire.values import (
     TaskSpec as TaskSpec,
 )
 from actorq.wire.values import (
@@ -61,6 +73,9 @@ from actorq.wire.values import (
 )
 from actorq.wire.values import (
     Timer as Timer,
+)
+from actorq.wire.values import (
+    WorkerInfo as WorkerInfo,
 )
 from actorq.wire.values import (
     WorkerLoad as WorkerLoad,
@@ -136,6 +151,49 @@ class Watch(msgspec.Struct, **_msg):
 class Query(msgspec.Struct, **_msg):
     req: int
     ids: list[str]
+    full: bool = False  # with arguments, result, traceback and every attempt
+
+
+class ListTasks(msgspec.Struct, **_msg):
+    """A page of tasks, newest first, filtered by what is given; answered with Page."""
+
+    req: int
+    state: str | None = None
+    queue: str | None = None
+    name: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+class RequeueDead(msgspec.Struct, **_msg):
+    """Run again every dead letter matching (all when neither is given); Count says how many."""
+
+    req: int
+    queue: str | None = None
+    name: str | None = None
+
+
+class Inspect(msgspec.Struct, **_msg):
+    """`what`: "workers", "pools" or "queues"; answered with Listing."""
+
+    req: int
+    what: str
+
+
+class QueueCommand(msgspec.Struct, **_msg):
+    """`action`: "pause", "resume" or "purge" (queued tasks end cancelled); Count says
+    how many tasks (purge) or whether the queue changed (1 or 0)."""
+
+    req: int
+    queue: str
+    action: str
+
+
+class RunCron(msgspec.Struct, **_msg):
+    """Fire a cron entry now, once, besides its schedule; answered with Done."""
+
+    req: int
+    name: str
 
 
 class Cancel(msgspec.Struct, **_msg):
@@ -229,6 +287,23 @@ class CronsReply(msgspec.Struct, **_msg):
 class StatsReply(msgspec.Struct, **_msg):
     req: int
     stats: Stats
+
+
+class Page(msgspec.Struct, **_msg):
+    req: int
+    page: TaskPage
+
+
+class Listing(msgspec.Struct, **_msg):
+    req: int
+    workers: list[WorkerInfo] = []
+    pools: list[PoolInfo] = []
+    queues: list[QueueInfo] = []
+
+
+class Count(msgspec.Struct, **_msg):
+    req: int
+    n: int
 
 
 class Pong(msgspec.Struct, **_msg):
@@ -369,12 +444,13 @@ class Crons(msgspec.Struct, **_msg):
 
 
 ClientToBroker = Union[Hello, Submit, Watch, Query, Cancel, GetStats, Ping, DeadLetters,
-                       Requeue, AddCron, RemoveCron, ListCrons, Scale]
+                       Requeue, AddCron, RemoveCron, ListCrons, Scale, ListTasks, RequeueDead,
+                       Inspect, QueueCommand, RunCron]
 WorkerToBroker = Union[Hello, Report, Heartbeat, Release, Goodbye, WorkerExited, PoolFailed,
                        PoolReport, Stuck, Due, Fire]
 BrokerToClient = Union[
     Welcome, Accepted, Rejected, Outcomes, Infos, CancelReply, StatsReply, Pong, Error, Done,
-    CronsReply,
+    CronsReply, Page, Listing, Count,
 ]
 BrokerToWorker = Union[Welcome, Dispatch, Beat, Error, Stop, Kill, Schedule, Crons, Reclaim,
                        PoolLoad, SetBounds]

@@ -137,6 +137,15 @@ class Rejection(msgspec.Struct, **_value):
     message: str
 
 
+class AttemptInfo(msgspec.Struct, frozen=True, gc=False):
+    """One run of a task, in TaskInfo.history (unix seconds; 0 = not yet)."""
+
+    worker: str | None
+    started_at: float
+    finished_at: float
+    outcome: str  # "running", "succeeded", or the error ("ValueError: ...", "WorkerLost: ...")
+
+
 class TaskInfo(msgspec.Struct, frozen=True, gc=False):
     """A task's status as `Client.status()` returns it. Times are unix seconds (0 = not yet)."""
 
@@ -156,6 +165,54 @@ class TaskInfo(msgspec.Struct, frozen=True, gc=False):
     progress_info: Any = None
     retries: int = 0
     depends_on: list[str] | None = None
+    # Filled only when asked for a task in full (Client.task()):
+    payload: bytes | None = None  # its arguments, msgpack of [args, kwargs]
+    value: bytes | None = None  # its result, msgpack
+    traceback: str | None = None
+    history: list[AttemptInfo] = []  # every attempt, oldest first
+
+
+class TaskPage(msgspec.Struct, frozen=True, gc=False):
+    """A page of a task listing, newest first; `next_cursor` asks for the next one."""
+
+    tasks: list[TaskInfo]
+    next_cursor: str | None = None
+
+
+class WorkerInfo(msgspec.Struct, frozen=True, gc=False):
+    name: str
+    pool: str
+    host: str
+    pid: int
+    state: str  # "idle", "busy" (every slot used), "draining" or "lost"
+    tasks: list[str]  # ids of the leases it holds, running or waiting
+    slots: int
+    credit: int  # leases the broker may still send it
+    done: int  # results it has reported
+    last_seen_s: float  # seconds since the broker last heard from it
+
+
+class PoolInfo(msgspec.Struct, frozen=True, gc=False):
+    name: str
+    state: str  # "up", "failed", "lost"
+    hosts: int
+    workers: int  # connected workers
+    busy: int  # of which hold at least their slots' worth of leases
+    target: int
+    min_workers: int
+    max_workers: int
+    restarts: int
+    queues: list[str]
+    failure: str = ""
+
+
+class QueueInfo(msgspec.Struct, frozen=True, gc=False):
+    name: str
+    depth: int  # tasks queued
+    by_priority: dict[int, int]  # priority -> tasks queued (cancelled ones not yet skipped included)
+    paused: bool
+    consumers: int  # live workers consuming it
+    oldest_s: float  # age of the oldest queued task, seconds (0 when empty)
 
 
 class WorkerLoad(msgspec.Struct, **_value):
@@ -206,6 +263,15 @@ class Stats(msgspec.Struct, frozen=True, gc=False):
     unserved_queues: list[str] = []  # queues with tasks waiting and no live consumer
     leases_returned_total: int = 0  # leases requeued uncharged: handed back or never started
     steals_total: int = 0  # requests to a worker to hand back leases for an idle one
+    # Per second over the last 10 s and the last minute: submitted, succeeded, failed
+    # (attempts that failed, retried or not), e.g. rates["succeeded_10s"].
+    rates: dict[str, float] = {}
+    duration_p50_s: float = 0.0  # task run time quantiles, from the histogram's buckets
+    duration_p99_s: float = 0.0
+    workers_busy: dict[str, int] = {}  # pool -> workers holding their slots' worth
+    queue_oldest_s: dict[str, float] = {}  # queue -> age of its oldest queued task
+    process_cpu_s: float = 0.0  # the broker process's own CPU time (user + system)
+    process_rss_bytes: int = 0  # and its resident memory
     pools: dict[str, PoolStats] = {}
 
 

@@ -70,7 +70,7 @@ def test_a_client_mid_submit_many_completes_after_a_broker_restart_exactly_once(
                        queue="later")
     c.flush(timeout=60)  # resent to the restarted broker: ids make that idempotent
     killer.join()
-    assert pid_of("_actor broker", n.sid) not in ([], [broker])  # it really was restarted
+    assert pid_of("actorq: broker", n.sid) not in ([], [broker])  # it really was restarted
     wait_until(lambda: c.stats().queue_depth.get("later") == 20000, 30)
     time.sleep(0.5)
     assert c.stats().queue_depth["later"] == 20000  # every task, none twice

@@ -22,7 +22,7 @@ def _worker_pid(n, worker_name: str) -> int:
     """A worker's pid, from its id (POOL.HOST.SUPERVISORPID.N) on its command line."""
     from tests.conftest import pid_of
 
-    pids = pid_of(f'"worker_id":"{worker_name}"', n.sid)
+    pids = pid_of(f"actorq: worker {worker_name}", n.sid, exact=True)
     assert len(pids) == 1, pids
     return pids[0]
 

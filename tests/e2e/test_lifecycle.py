@@ -273,7 +273,7 @@ def test_cron_fires_each_second_once_also_across_a_scheduler_restart(node, clien
     old = n.actor_pid("scheduler")
     os.kill(old, signal.SIGKILL)
     at_kill = len(lines(out))
-    wait_until(lambda: pid_of("_actor scheduler", n.sid) not in ([], [old]), 10)
+    wait_until(lambda: pid_of("actorq: scheduler", n.sid) not in ([], [old]), 10)
     wait_until(lambda: len(lines(out)) >= at_kill + 2, 10)  # it carries on firing
     stamps = [int(float(line.split()[1])) for line in out.read_text().splitlines()]
     assert len(stamps) == len(set(stamps)), stamps  # one run per due second

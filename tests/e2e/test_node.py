@@ -129,12 +129,19 @@ def test_health_and_metrics(node, client):
         'actorq_queue_depth{queue="nobody-serves-this"} 1.0',
         'actorq_queue_unserved{queue="nobody-serves-this"} 1.0',
         "actorq_leases_returned_total 0.0",
+        'actorq_tasks_finished_total{state="cancelled"} 0.0',  # there from the start
+        'actorq_worker_restarts_total{pool="default"} 0.0',
+        'actorq_workers_busy{pool="default"} 0.0',
         'actorq_workers_alive{pool="default"} 2.0',
         "actorq_task_duration_seconds_count 11.0",
         'actorq_task_duration_seconds_bucket{le="+Inf"} 11.0',
     ]:
         assert line in text.splitlines(), f"{line!r} missing from /metrics:\n{text}"
     assert "# TYPE actorq_worker_restarts_total counter" in text
+    rss = next(line for line in text.splitlines()
+               if line.startswith("actorq_broker_resident_memory_bytes "))
+    assert float(rss.split()[1]) > 10e6
+    assert 'actorq_queue_oldest_seconds{queue="nobody-serves-this"}' in text
 
 
 def test_health_is_503_while_a_pool_is_short_of_workers_and_recovers(node, client):

@@ -82,6 +82,7 @@ class Crons:
             name = self._strings.setdefault(entry.task, entry.task)
             task = Task(tid, name, entry.payload, entry.queue, entry.priority, QUEUED, wall)
             self.tasks[tid] = task
+            self.order.ids.append(tid)
             self._touch(task)
             self._queue(task)
             self.submitted_total += 1

@@ -156,9 +156,10 @@ class Dispatch:
         """Up to `n` tasks for `w`: from its one queue, or the best head among its
         queues (a task at a time, so priorities across queues are honoured)."""
         queues = self.queues
+        paused = self.paused
         if len(w.queues) == 1:
             q = queues.get(w.queues[0])
-            if q is None:
+            if q is None or (paused and w.queues[0] in paused):
                 return []
             tasks = q.pop_many(n)
             if tasks:
@@ -169,7 +170,7 @@ class Dispatch:
         best_prio = -1
         for name in w.queues:
             q = queues.get(name)
-            if q is None:
+            if q is None or name in paused:
                 continue
             prio = q.peek_priority()
             if prio is not None and prio > best_prio:

@@ -43,6 +43,7 @@ class Intake:
         strings = self._strings
         payloads = self._payloads
         journal = self.journal
+        listed = self.order.ids.append
         if len(strings) > MAX_INTERNED:
             strings.clear()  # a flood of distinct names must not grow this forever
         if len(payloads) > MAX_INTERNED:
@@ -92,6 +93,7 @@ class Intake:
             lane.append(task)
             lane_added += 1
             accepted.append(tid)
+            listed(tid)
             added += 1
         if lane_queue is not None:
             depth[lane_queue] += lane_added
@@ -128,6 +130,7 @@ class Intake:
         tasks[tid] = task
         self._touch(task)
         accepted.append(tid)
+        self.order.ids.append(tid)
         self.submitted_total += 1
         if queue not in self.consumers:
             self.outbox.unserved.setdefault(peer, set()).add(queue)
@@ -214,7 +217,8 @@ class Intake:
         return p.TaskInfo(
             id=task.id, name=task.name, queue=task.queue, priority=task.priority,
             state=task.state, attempts=task.attempts,
-            worker=w.name if w else (task.worker.decode(errors="replace") if task.worker else None),
+            worker=w.name if w else (task.worker.decode(errors="replace") if task.worker
+                                     else task.ran_on),
             submitted_at=task.submitted_at, started_at=task.started_at,
             finished_at=task.finished_at, error=task.error,
             scheduled_for=self.scheduled.get(task.id, 0.0),

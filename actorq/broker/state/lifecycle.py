@@ -43,6 +43,7 @@ class Lifecycle:
         self.dead: dict[str, None] = {}  # dead letters, oldest first
         self.retry_base: dict[str, int] = {}  # attempts before a requeue of a dead task
         self.expiries: list[tuple[float, str]] = []  # heap of (monotonic deadline, id)
+        self.history: dict[str, list[p.AttemptInfo]] = {}  # earlier attempts of a task
 
     @staticmethod
     def _dependency_error(dep: Task) -> str:
@@ -117,6 +118,9 @@ class Lifecycle:
         # (success never comes here: _results handles it inline, the hot path)
         self.finished_total[state] = self.finished_total.get(state, 0) + 1
         self._finished.append((now + self.result_ttl_s, task.id))
+        ended = self.ended.get(state)
+        if ended is not None:
+            ended.ids.append(task.id)
         if state is DEAD:
             self.dead[task.id] = None
         if task.watchers:
@@ -161,14 +165,27 @@ class Lifecycle:
         """Retry with back-off while the task's retries last, else it is dead."""
         runs = task.attempts - self.retry_base.get(task.id, 0)
         run = task.attempt()
-        run.worker = None
         delay = next_retry(task.opts, runs, retryable, self.rand)
+        self._end_attempt(task, error or "failed", now, keep=delay is not None)
         if delay is not None:
             run.error, run.traceback = error, traceback
             self.retries_total += 1
             self._schedule(task, now + self.wall_offset + delay)
             return
         self._finish(task, DEAD, now, error=error, traceback=traceback)
+
+    def _end_attempt(self, task: Task, outcome: str, now: float, keep: bool) -> None:
+        """An attempt ended without success: its worker leaves the lease (remembered by
+        name), and when another attempt follows (`keep`) it joins the task's history."""
+        run = task.run
+        ident = run.worker
+        if ident is not None:
+            w = self.workers.get(ident)
+            run.ran_on = w.name if w is not None else ident.decode(errors="replace")
+            run.worker = None
+        if keep:
+            self.history.setdefault(task.id, []).append(p.AttemptInfo(
+                run.ran_on, run.started_at, now + self.wall_offset, outcome))
 
     def _succeeded_ignored(self, task: Task, now: float) -> None:
         """ignore_result: waiters learn it succeeded, dependents go on, nothing is kept."""

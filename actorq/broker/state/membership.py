@@ -26,6 +26,7 @@ CRASH_BACKOFF_S = 1.0
 # How often supervisors hear their pool's load (PoolLoad): scale-up starts within this
 # of a backlog appearing.
 LOAD_INTERVAL_S = 0.25
+WORKER_LOST = "WorkerLost: the worker running it died"
 CRASH_BACKOFF_MAX_S = 60.0
 
 
@@ -130,11 +131,12 @@ class Membership:
             # Lost before: back off before the next delivery, so that a task that
             # crashes its workers cannot crash-loop them. A first loss (a worker killed
             # from outside, the OOM killer) is requeued at once.
-            task.run.worker = None
+            self._end_attempt(task, WORKER_LOST, now, keep=True)
             delay = retry_delay(CRASH_BACKOFF_S, CRASH_BACKOFF_MAX_S, task.attempts - 1,
                                 self.rand)
             self._schedule(task, now + self.wall_offset + delay)
         else:
+            self._end_attempt(task, WORKER_LOST, now, keep=True)
             self._requeue(task)
 
     def peer_unreachable(self, peer: bytes, now: float) -> None:

@@ -94,3 +94,25 @@ class TaskQueue(Generic[T]):
     def entries(self) -> int:
         """Entries held, dead ones included (the live count is the broker's to keep)."""
         return sum(len(level) for level in self._levels.values())
+
+    def by_priority(self) -> dict[int, int]:
+        """Entries per priority level, highest first (dead ones not yet skipped included)."""
+        return {-neg: len(self._levels[-neg]) for neg in self._order if self._levels[-neg]}
+
+    def heads(self) -> list[T]:
+        """The first live item of each level: the oldest queued is among them (FIFO)."""
+        out = []
+        for level in self._levels.values():
+            for item in level:
+                if self._is_live(item):
+                    out.append(item)
+                    break
+        return out
+
+    def drain(self) -> list[T]:
+        """Take every entry out (dead ones included), highest priority first."""
+        out = [item for neg in self._order for item in self._levels[-neg]]
+        self._levels.clear()
+        self._order.clear()
+        return out
+

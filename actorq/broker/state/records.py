@@ -40,6 +40,7 @@ class Attempt(msgspec.Struct, gc=False):
     value: bytes | None = None
     error: str | None = None
     traceback: str | None = None
+    ran_on: str | None = None  # the worker's name, kept once `worker` is cleared
 
 
 NO_ATTEMPT = Attempt()  # what a task that never ran reads as; never mutated
@@ -89,6 +90,7 @@ class Task(msgspec.Struct, gc=False):
     value = _from_run("value")
     error = _from_run("error")
     traceback = _from_run("traceback")
+    ran_on = _from_run("ran_on")
 
 
 def _is_queued(task: Task) -> bool:
@@ -97,7 +99,7 @@ def _is_queued(task: Task) -> bool:
 
 class Worker:
     __slots__ = ("ident", "name", "pool", "queues", "credit", "last_seen", "leased", "pid",
-                 "host", "draining", "slots", "lost_at", "reclaimed_at", "idle_since")
+                 "host", "draining", "slots", "lost_at", "reclaimed_at", "idle_since", "done")
 
     def __init__(self, ident: bytes, hello: p.Hello, now: float) -> None:
         self.ident = ident
@@ -114,6 +116,7 @@ class Worker:
         self.lost_at: float | None = None  # a send to it failed: its supervisor's word is awaited
         self.reclaimed_at = float("-inf")  # when it was last asked for leases back
         self.idle_since = now  # when it last held no lease (scaling down drains the idle)
+        self.done = 0  # results it reported
 
 
 @dataclass

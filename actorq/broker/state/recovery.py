@@ -78,6 +78,7 @@ class Recovery:
             task = Task(tid, name, r.payload, queue, r.priority, state, r.submitted_at, None,
                         r.opts, run)
             self.tasks[tid] = task
+            self.order.ids.append(tid)
             opts = r.opts
             if opts is not None and opts.key is not None:
                 self.keys[opts.key] = tid

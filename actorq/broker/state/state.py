@@ -37,6 +37,7 @@ from actorq.broker.state.intake import Intake
 from actorq.broker.state.lifecycle import Lifecycle
 from actorq.broker.state.membership import UNKNOWN_PEER, Membership
 from actorq.broker.state.outbox import Outbox
+from actorq.broker.state.queries import BadRequest, Queries
 from actorq.broker.state.recovery import Recovery
 from actorq.broker.state.stats import Statistics
 from actorq.broker.state.table import TaskTable
@@ -44,7 +45,7 @@ from actorq.wire import protocol as p
 
 
 class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Statistics,
-                  TaskTable):
+                  Queries, TaskTable):
     def __init__(
         self,
         *,
@@ -81,7 +82,8 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
         self._init_membership(now)
         self._init_crons(crons or [], now + wall_offset)
         self._init_recovery()
-        self._init_stats()
+        self._init_stats(now)
+        self._init_queries()
 
     def take_outbox(self) -> Outbox:
         if self._to_schedule:
@@ -127,9 +129,13 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
                 self._submit(peer, specs, now)
             case p.Watch(ids=ids):
                 self._watch(peer, ids)
-            case p.Query(req=req, ids=ids):
-                items = [self._info(self.tasks.get(i)) for i in ids]
+            case p.Query(req=req, ids=ids, full=full):
+                info = self._detail if full else self._info
+                items = [info(self.tasks.get(i)) for i in ids]
                 self.outbox.to_clients.append((peer, p.Infos(req=req, items=items)))
+            case (p.ListTasks() | p.RequeueDead() | p.Inspect() | p.QueueCommand()
+                  | p.RunCron()):
+                self._operate(peer, msg, now)
             case p.Cancel(req=req, ids=ids):
                 done = [self._cancel(i, now) for i in ids]
                 self.outbox.to_clients.append((peer, p.CancelReply(req=req, cancelled=done)))
@@ -167,6 +173,7 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
                     self._progress(progress)
                 self._results(peer, worker, results, now)
                 if worker is not None:
+                    worker.done += len(results)
                     self._add_credit(worker, len(results) + extra)
                 else:
                     self.outbox.to_workers.append((peer, UNKNOWN_PEER))
@@ -199,6 +206,31 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
             case p.PoolFailed(reason=reason):
                 self._pool_failed(peer, reason)
 
+    def _operate(self, peer: bytes, msg: object, now: float) -> None:
+        """An operator's query or command (queries.py); a bad one gets an Error."""
+        try:
+            match msg:
+                case p.ListTasks(req=req):
+                    reply: object = p.Page(req, self._list_tasks(msg))
+                case p.RequeueDead(req=req, queue=queue, name=name):
+                    reply = p.Count(req, self._requeue_matching(queue, name, now))
+                case p.Inspect(req=req, what="workers"):
+                    reply = p.Listing(req, workers=self._workers_info(now))
+                case p.Inspect(req=req, what="pools"):
+                    reply = p.Listing(req, pools=self._pools_info(now))
+                case p.Inspect(req=req, what="queues"):
+                    reply = p.Listing(req, queues=self._queues_info(now))
+                case p.QueueCommand(req=req, queue=queue, action=action):
+                    reply = p.Count(req, self._queue_command(queue, action, now))
+                case p.RunCron(req=req, name=name):
+                    reply = p.Done(req, [self._run_cron(name, now)])
+                case _:
+                    raise BadRequest(f"what: {getattr(msg, 'what', '?')!r} is not workers, "
+                                     "pools or queues")
+        except BadRequest as exc:
+            reply = p.Error("bad_option", str(exc), msg.req)
+        self.outbox.to_clients.append((peer, reply))
+
     def tick(self, now: float) -> None:
         """Deadlines, heartbeats, liveness and purging: cheap enough for every loop turn."""
         if self.expiries and self.expiries[0][0] <= now:
@@ -214,6 +246,7 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
         if now < self._next_beat:
             return
         self._next_beat = now + self.heartbeat_interval_s
+        self._sample(now)
         if self.unclaimed and now >= self.unclaimed_until:
             self._release_unclaimed()
         self._check_liveness(now)

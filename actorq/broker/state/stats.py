@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
+
 from actorq.broker.state.dispatch import DURATION_BUCKETS_S
-from actorq.broker.state.records import SUCCEEDED
+from actorq.broker.state.records import DEAD, SUCCEEDED
 from actorq.wire import protocol as p
+
+RATE_SAMPLES = 62  # counter samples kept, one a heartbeat: a minute's rates at 1 s
 
 
 class Statistics:
     """Part of BrokerState (see state.py): counters and the stats() snapshot."""
 
-    def _init_stats(self) -> None:
+    def _init_stats(self, now: float) -> None:
+        # (cpu seconds, rss bytes) of this process, set by the broker loop: the pure
+        # state reads no clock or file of its own.
+        self.process_usage: Callable[[], tuple[float, int]] | None = None
+        # (when, submitted, succeeded, failed attempts), once a heartbeat: for the rates
+        self.samples: deque[tuple[float, int, int, int]] = deque(maxlen=RATE_SAMPLES)
         self.submitted_total = 0
         self.finished_total: dict[str, int] = {}
         self.rejected_total = 0
@@ -29,12 +39,56 @@ class Statistics:
             self.finished_total[SUCCEEDED] = self.finished_total.get(SUCCEEDED, 0) + succeeded
         self.duration_sum_s += duration_sum
 
+    def _sample(self, now: float) -> None:
+        done = self.finished_total
+        self.samples.append((now, self.submitted_total, done.get(SUCCEEDED, 0),
+                             self.retries_total + done.get(DEAD, 0)))
+
+    def _rates(self, now: float) -> dict[str, float]:
+        """Per second over the last 10 s and minute, from the samples and the counters."""
+        done = self.finished_total
+        current = (now, self.submitted_total, done.get(SUCCEEDED, 0),
+                   self.retries_total + done.get(DEAD, 0))
+        rates = {}
+        for window in (10, 60):
+            old = next((s for s in self.samples if s[0] >= now - window), current)
+            span = now - old[0]
+            for i, what in ((1, "submitted"), (2, "succeeded"), (3, "failed")):
+                rates[f"{what}_{window}s"] = (current[i] - old[i]) / span if span > 0 else 0.0
+        return rates
+
+    def _quantile(self, q: float) -> float:
+        """The upper bound of the duration bucket holding quantile `q` (0 when empty)."""
+        counts = self.duration_counts
+        total = sum(counts)
+        if not total:
+            return 0.0
+        seen = 0
+        for bound, n in zip(DURATION_BUCKETS_S, counts):
+            seen += n
+            if seen >= q * total:
+                return bound
+        return DURATION_BUCKETS_S[-1]
+
+    def _oldest(self, now: float) -> dict[str, float]:
+        wall = now + self.wall_offset
+        out = {}
+        for name, q in self.queues.items():
+            heads = q.heads() if self.depth.get(name) else ()
+            if heads:
+                out[name] = max(0.0, wall - min(t.submitted_at for t in heads))
+        return out
+
     def stats(self, now: float) -> p.Stats:
+        cpu_s, rss = self.process_usage() if self.process_usage is not None else (0.0, 0)
         alive: dict[str, int] = {}
+        busy: dict[str, int] = {}
         running = 0
         for w in self.workers.values():
             alive[w.pool] = alive.get(w.pool, 0) + 1
             running += len(w.leased)
+            if len(w.leased) >= max(1, w.slots):
+                busy[w.pool] = busy.get(w.pool, 0) + 1
         sups = {}
         pools: dict[str, p.PoolStats] = {}
         for s in self.supervisors.values():
@@ -79,4 +133,11 @@ class Statistics:
             leases_returned_total=self.leases_returned_total,
             steals_total=self.steals_total,
             pools=pools,
+            rates=self._rates(now),
+            duration_p50_s=self._quantile(0.5),
+            duration_p99_s=self._quantile(0.99),
+            workers_busy=busy,
+            queue_oldest_s=self._oldest(now),
+            process_cpu_s=cpu_s,
+            process_rss_bytes=rss,
         )

@@ -9,13 +9,53 @@ forgotten.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from actorq.broker.state.queues import TaskQueue
-from actorq.broker.state.records import QUEUED, Task, _is_queued
+from actorq.broker.state.records import CANCELLED, DEAD, EXPIRED, QUEUED, Task, _is_queued
 from actorq.storage.journal import Journal
 from actorq.wire import protocol as p
 
 PURGE_BATCH = 1_000  # finished tasks forgotten per loop turn: ~2 ms with storage
+
+
+class TaskLog:
+    """Task ids in the order they were added, for listings newest first with a cursor.
+
+    Ids are never removed one by one: a listing skips those whose task is gone or no
+    longer matches, and the front is dropped in bulk once its tasks were purged.
+    Positions are absolute (dropped entries keep counting), so a cursor stays valid."""
+
+    __slots__ = ("ids", "base", "head")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.base = 0  # position of ids[0]
+        self.head = 0  # ids before this index belong to purged tasks
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.ids)
+
+    @property
+    def start(self) -> int:
+        return self.base + self.head
+
+    def at(self, position: int) -> str:
+        return self.ids[position - self.base]
+
+    def trim(self, alive: Callable[[str], bool], looks: int) -> None:
+        """Skip ids at the front whose tasks are gone (at most `looks` of them), and drop
+        the skipped ones once they are half the list: amortized O(1) per id."""
+        ids, head = self.ids, self.head
+        stop = min(len(ids), head + looks)
+        while head < stop and not alive(ids[head]):
+            head += 1
+        if head > len(ids) // 2 and head > 1024:
+            del ids[:head]
+            self.base += head
+            head = 0
+        self.head = head
 
 
 class TaskTable:
@@ -29,6 +69,10 @@ class TaskTable:
         self.depth: dict[str, int] = {}  # live queued tasks per queue
         self.queued = 0
         self._finished: deque[tuple[float, str]] = deque()  # (expires_at, id) in finish order
+        self.order = TaskLog()  # every task id as submitted: listings, newest first
+        # Tasks as they ended other than by success, for listings of the rare states.
+        self.ended: dict[str, TaskLog] = {DEAD: TaskLog(), CANCELLED: TaskLog(),
+                                          EXPIRED: TaskLog()}
         # With a durable store: what this turn changed, for the broker to commit before
         # it sends anything. None in memory, so the hot paths skip it with one test.
         self.journal: Journal | None = Journal() if durable else None
@@ -84,6 +128,8 @@ class TaskTable:
             self.progress.pop(tid, None)
         if self.retry_base:
             self.retry_base.pop(tid, None)
+        if self.history:
+            self.history.pop(tid, None)
         if self.piped:
             self.piped.pop(tid, None)
         opts = task.opts
@@ -95,11 +141,16 @@ class TaskTable:
         tasks = self.tasks
         for _ in range(PURGE_BATCH):
             if not finished or finished[0][0] > now:
-                return
+                break
             _, tid = finished.popleft()
             task = tasks.get(tid)
             if task is not None and task.state in p.FINAL_STATES:
-                if task.opts is None and not self.progress and self.journal is None:
+                if (task.opts is None and not self.progress and self.journal is None
+                        and (not self.history or tid not in self.history)):
                     del tasks[tid]
                 else:
                     self._forget(task)
+        alive = tasks.__contains__
+        self.order.trim(alive, PURGE_BATCH)
+        for log in self.ended.values():
+            log.trim(alive, PURGE_BATCH)
