@@ -43,6 +43,9 @@ WORKERS_BUSY = "actorq_workers_busy"
 QUEUE_OLDEST = "actorq_queue_oldest_seconds"
 BROKER_CPU = "actorq_broker_cpu_seconds"
 BROKER_RSS = "actorq_broker_resident_memory_bytes"
+QUEUE_WAIT = "actorq_task_queue_wait_seconds"
+TASK_RUNS = "actorq_task_runs"
+TASK_RUN_TIME = "actorq_task_run_seconds"
 # Every final state a task can reach: each is exported from the start, at 0, so that the
 # first failure shows in increase() rather than as a series appearing from nothing.
 FINAL_STATES = ("succeeded", "dead", "cancelled", "expired")
@@ -108,6 +111,7 @@ def families(stats: Stats | None) -> Iterator[Metric]:
     buckets.append(("+Inf", cumulative))
     yield HistogramMetricFamily(TASK_DURATION, "Run time of finished task attempts.",
                                 buckets=buckets, sum_value=stats.duration_sum_s)
+    yield from _per_task(stats)
     yield CounterMetricFamily(BAD_FRAMES, "Frames the broker could not decode or accept.",
                               value=stats.bad_frames_total)
     yield CounterMetricFamily(STALE_RESULTS, "Results ignored because their lease was stale.",
@@ -122,6 +126,33 @@ def families(stats: Stats | None) -> Iterator[Metric]:
     for queue in stats.unserved_queues:
         unserved.add_metric([queue], 1)
     yield unserved
+
+
+def _histogram(bounds: list[float], counts: list[int]) -> list[tuple[str, int]]:
+    out, cumulative = [], 0
+    for bound, n in zip(bounds, counts):
+        cumulative += n
+        out.append((repr(float(bound)), cumulative))
+    out.append(("+Inf", cumulative + (counts[-1] if len(counts) > len(bounds) else 0)))
+    return out
+
+
+def _per_task(stats: Stats) -> Iterator[Metric]:
+    if stats.wait_counts:
+        yield HistogramMetricFamily(QUEUE_WAIT, "Time tasks waited from submission to the "
+                                    "start of their attempt.",
+                                    buckets=_histogram(stats.duration_buckets, stats.wait_counts),
+                                    sum_value=stats.wait_sum_s)
+    runs = CounterMetricFamily(TASK_RUNS, "Finished attempts by registered task name and "
+                               "outcome.", labels=["task", "outcome"])
+    run_time = CounterMetricFamily(TASK_RUN_TIME, "Run time of finished attempts by "
+                                   "registered task name.", labels=["task"])
+    for name, s in sorted(stats.by_name.items()):
+        runs.add_metric([name, "succeeded"], s.succeeded)
+        runs.add_metric([name, "failed"], s.failed)
+        run_time.add_metric([name], s.run_s)
+    yield runs
+    yield run_time
 
 
 def _load(stats: Stats) -> Iterator[Metric]:

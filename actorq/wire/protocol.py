@@ -33,6 +33,7 @@ from actorq.wire.values import (
     Lease as Lease,
 )
 from actorq.wire.values import (
+    NameStats as NameStats,
     Options as Options,
 )
 from actorq.wire.values import (
@@ -111,6 +112,7 @@ class Hello(msgspec.Struct, **_msg):
     rate_limits: dict[str, float] = {}  # task name -> most dispatches per second
     holding: list[Holding] = []  # a worker's leases when it (re)registers
     slots: int = 0  # a worker's slots: how many of its leases can be running at once
+    tasks: list[str] = []  # a worker's registered task names: they get counters of their own
 
 
 class Welcome(msgspec.Struct, **_msg):

@@ -236,6 +236,14 @@ class PoolStats(msgspec.Struct, frozen=True, gc=False):
     hosts: int = 1
 
 
+class NameStats(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """Counters of one registered task name."""
+
+    succeeded: int  # attempts that succeeded
+    failed: int  # attempts that failed (retried or not)
+    run_s: float  # their run time, summed
+
+
 class Stats(msgspec.Struct, frozen=True, gc=False):
     """A snapshot of broker counters, for /metrics and /health."""
 
@@ -272,6 +280,9 @@ class Stats(msgspec.Struct, frozen=True, gc=False):
     queue_oldest_s: dict[str, float] = {}  # queue -> age of its oldest queued task
     process_cpu_s: float = 0.0  # the broker process's own CPU time (user + system)
     process_rss_bytes: int = 0  # and its resident memory
+    wait_counts: list[int] = []  # time from submitted to started, per duration bucket
+    wait_sum_s: float = 0.0
+    by_name: dict[str, NameStats] = {}  # registered task names (at most 100)
     pools: dict[str, PoolStats] = {}
 
 

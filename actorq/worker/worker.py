@@ -164,7 +164,7 @@ class Worker(Execution, Interruptions):
                            rate_limits={n: d.rate_limit for n, d in self.allowed.items()
                                         if d.rate_limit},
                            holding=[p.Holding(tid, token) for token, tid in self.holding.items()],
-                           slots=self.slots))
+                           slots=self.slots, tasks=list(self.allowed)))
 
     def _handle(self, msg: object) -> None:
         match msg:

@@ -120,3 +120,18 @@ def test_dead_letters_are_requeued_by_filter_and_workers_are_listed():
     assert list(s.dead) == ["d3"] and s.tasks["d1"].state == "queued"
     (w,) = s._workers_info(2)
     assert (w.name, w.state, w.done, w.slots) == ("w1", "idle", 3, 1)
+
+
+def test_registered_names_get_counters_and_made_up_ones_do_not():
+    s = fresh()
+    s.on_worker(W1, p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool="default",
+                            queues=["default"], credit=5, slots=1, tasks=["m:f"]), 0)
+    submit(s, ["n1", "n2"])
+    submit(s, ["x1"], name="made:up")
+    leases = turn(s).dispatch[W1]
+    s.on_worker(W1, p.Report([p.Result(x.id, x.token, x.id != "n2", b"\xc0", "E: x", None, 0.5)
+                              for x in leases]), 1)
+    stats = s.stats(1)
+    assert stats.by_name == {"m:f": p.NameStats(1, 1, 1.0)}
+    assert sum(stats.wait_counts) == 3  # every finished attempt waited, named or not
+

@@ -132,6 +132,9 @@ def test_health_and_metrics(node, client):
         'actorq_tasks_finished_total{state="cancelled"} 0.0',  # there from the start
         'actorq_worker_restarts_total{pool="default"} 0.0',
         'actorq_workers_busy{pool="default"} 0.0',
+        'actorq_task_runs_total{outcome="succeeded",task="tests.apps.faulty:add"} 10.0',
+        'actorq_task_runs_total{outcome="failed",task="tests.apps.faulty:boom"} 1.0',
+        "actorq_task_queue_wait_seconds_count 11.0",
         'actorq_workers_alive{pool="default"} 2.0',
         "actorq_task_duration_seconds_count 11.0",
         'actorq_task_duration_seconds_bucket{le="+Inf"} 11.0',

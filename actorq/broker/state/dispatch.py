@@ -8,7 +8,7 @@ aside here (tasks/ratelimit.py says when they may go).
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left
 from collections import deque
 
 from actorq.broker.state.records import QUEUED, RUNNING, SUCCEEDED, Attempt, Task, Worker
@@ -231,21 +231,16 @@ class Dispatch:
                  now: float) -> None:
         # The hot path of every task: success is handled inline (the general _finish
         # costs a call and a dict update per task), counters are added once per batch.
-        tasks = self.tasks
-        workers = self.workers
-        counts = self.duration_counts
-        buckets = DURATION_BUCKETS_S
-        outcomes = self.outbox.outcomes
-        finished = self._finished
-        expires = now + self.result_ttl_s
-        wall = now + self.wall_offset
-        journal = self.journal
-        succeeded = in_shortest = 0
-        duration_sum = 0.0
+        tasks, workers, outcomes = self.tasks, self.workers, self.outbox.outcomes
+        finished, journal = self._finished, self.journal
+        expires, wall = now + self.result_ttl_s, now + self.wall_offset
+        runs, waits, by_name = self.duration_counts, self.wait_counts, self.by_name
+        buckets, shortest = DURATION_BUCKETS_S, DURATION_BUCKETS_S[0]
+        succeeded, stale_before = 0, self.stale_results_total
+        duration_sum = wait_sum = 0.0
         # The reporting worker's own leases first: a small dict that stays in cache,
         # where the table of every task kept costs cache misses at a million entries.
         own = worker.leased.get if worker is not None else tasks.get
-        shortest = buckets[0]
         last_client = None
         last_list: list[p.Outcome] = []
         Outcome = p.Outcome
@@ -257,23 +252,27 @@ class Dispatch:
             if run is None or run.token != r.token:
                 self.stale_results_total += 1
                 continue
-            wid = run.worker
-            if wid is not None:
-                holder = worker if worker is not None and worker.ident == wid else workers.get(wid)
-                if holder is not None:
-                    holder.leased.pop(task.id, None)
+            wid = run.worker  # (None for a lease a dead worker held: no holder to update)
+            holder = worker if worker is not None and worker.ident == wid else workers.get(wid)
+            if holder is not None:
+                holder.leased.pop(task.id, None)
             state = task.state
             if state is QUEUED:
                 self._unqueue(task)
             elif state is not RUNNING:
                 self.stale_results_total += 1  # e.g. cancelled while it ran
                 continue
-            duration = r.duration_s
-            if duration <= shortest:  # most tasks of a busy queue: no search
-                in_shortest += 1
-            else:
-                counts[bisect.bisect_left(buckets, duration)] += 1
+            # Run time and queue wait; the first buckets are filled once a batch (stats.py).
+            duration, wait = r.duration_s, run.started_at - task.submitted_at
+            if duration > shortest:
+                runs[bisect_left(buckets, duration)] += 1
+            if wait > shortest:
+                waits[bisect_left(buckets, wait)] += 1
             duration_sum += duration
+            wait_sum += wait
+            if (named := by_name.get(task.name)) is not None:  # registered names only
+                named[0 if r.ok else 1] += 1
+                named[2] += duration
             if not r.ok:
                 self._attempt_failed(task, r.error, r.traceback, r.retry, now)
                 continue
@@ -303,7 +302,8 @@ class Dispatch:
                 task.watchers = None
             if self.dependents:
                 self._settle_dependents(task, now)
-        self._count_results(succeeded, in_shortest, duration_sum)
+        seen = len(results) - (self.stale_results_total - stale_before)
+        self._count_results(seen, succeeded, duration_sum, wait_sum)
         if worker is not None and not worker.leased:
             worker.idle_since = now
             self.outbox.handoff = True

@@ -66,6 +66,7 @@ class Membership:
                     self.ready[peer] = None
             if hello.holding:
                 self._adopt(worker, hello.holding, now)
+            self._name_tasks(hello.tasks)
             for name, rate in hello.rate_limits.items():
                 lim = self.limits.get(name)
                 if rate > 0 and (lim is None or lim.interval != 1.0 / rate):

@@ -9,6 +9,7 @@ from actorq.broker.state.dispatch import DURATION_BUCKETS_S
 from actorq.broker.state.records import DEAD, SUCCEEDED
 from actorq.wire import protocol as p
 
+MAX_NAMED = 100  # task names with counters of their own
 RATE_SAMPLES = 62  # counter samples kept, one a heartbeat: a minute's rates at 1 s
 
 
@@ -31,13 +32,29 @@ class Statistics:
         self.leases_returned_total = 0  # leases requeued uncharged: handed back, never started
         self.duration_counts = [0] * (len(DURATION_BUCKETS_S) + 1)
         self.duration_sum_s = 0.0
+        self.wait_counts = [0] * (len(DURATION_BUCKETS_S) + 1)  # submitted to started
+        self.wait_sum_s = 0.0
+        self.results_total = 0  # current results: how many each histogram holds
+        self.by_name: dict[str, list] = {}  # name -> [succeeded, failed, run seconds]
 
-    def _count_results(self, succeeded: int, in_shortest: int, duration_sum: float) -> None:
-        """A batch of results, counted once (the shortest bucket counted by the caller)."""
-        self.duration_counts[0] += in_shortest
+    def _count_results(self, seen: int, succeeded: int, duration_sum: float,
+                       wait_sum: float) -> None:
+        """A batch of `seen` current results, counted once. The caller counted those past
+        the first bucket of each histogram; the rest are in the first."""
+        self.results_total += seen
+        self.duration_sum_s += duration_sum
+        self.wait_sum_s += wait_sum
         if succeeded:
             self.finished_total[SUCCEEDED] = self.finished_total.get(SUCCEEDED, 0) + succeeded
-        self.duration_sum_s += duration_sum
+
+    def _name_tasks(self, names: list[str]) -> None:
+        """Registered task names (a worker's Hello) get counters of their own, up to
+        MAX_NAMED: a client cannot grow the metrics' cardinality with names it makes up."""
+        by_name = self.by_name
+        for name in names:
+            if len(by_name) >= MAX_NAMED:
+                return
+            by_name.setdefault(name, [0, 0, 0.0])
 
     def _sample(self, now: float) -> None:
         done = self.finished_total
@@ -57,9 +74,13 @@ class Statistics:
                 rates[f"{what}_{window}s"] = (current[i] - old[i]) / span if span > 0 else 0.0
         return rates
 
+    def _filled(self, counts: list[int]) -> list[int]:
+        """A histogram with its first bucket: every result not counted in another."""
+        return [self.results_total - sum(counts[1:]), *counts[1:]]
+
     def _quantile(self, q: float) -> float:
         """The upper bound of the duration bucket holding quantile `q` (0 when empty)."""
-        counts = self.duration_counts
+        counts = self._filled(self.duration_counts)
         total = sum(counts)
         if not total:
             return 0.0
@@ -117,7 +138,7 @@ class Statistics:
             worker_restarts=dict(self.worker_restarts),
             supervisors=sups,
             duration_buckets=list(DURATION_BUCKETS_S),
-            duration_counts=list(self.duration_counts),
+            duration_counts=self._filled(self.duration_counts),
             duration_sum_s=self.duration_sum_s,
             bad_frames_total=self.bad_frames_total,
             stale_results_total=self.stale_results_total,
@@ -140,4 +161,7 @@ class Statistics:
             queue_oldest_s=self._oldest(now),
             process_cpu_s=cpu_s,
             process_rss_bytes=rss,
+            wait_counts=self._filled(self.wait_counts),
+            wait_sum_s=self.wait_sum_s,
+            by_name={n: p.NameStats(*v) for n, v in self.by_name.items()},
         )
