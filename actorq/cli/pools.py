@@ -27,8 +27,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_broker_options(scale, json_output=False)
     scale.set_defaults(func=scale_pool)
 
-    for name, func, about in [("pause", pause_queue, "stop dispatching from a queue"),
-                              ("resume", resume_queue, "dispatch from a paused queue again"),
+    for name, func, about in [("pause", hold_queue, "stop dispatching from a queue"),
+                              ("resume", hold_queue, "dispatch from a paused queue again"),
                               ("purge", purge_queue, "cancel every task queued in a queue")]:
         parser = sub.add_parser(name, help=about)
         parser.add_argument("queue")
@@ -102,19 +102,16 @@ def scale_pool(args: argparse.Namespace) -> int:
     return with_client(args, work)
 
 
-def pause_queue(args: argparse.Namespace) -> int:
+def hold_queue(args: argparse.Namespace) -> int:
+    """`pause` or `resume`, as the command says."""
+    pausing = args.command == "pause"
+
     def work(client) -> int:
-        changed = client.pause(args.queue, timeout=args.timeout)
-        print(f"queue {args.queue}: paused" + ("" if changed else " (it already was)"))
-        return EXIT_OK
-
-    return with_client(args, work)
-
-
-def resume_queue(args: argparse.Namespace) -> int:
-    def work(client) -> int:
-        changed = client.resume(args.queue, timeout=args.timeout)
-        print(f"queue {args.queue}: resumed" + ("" if changed else " (it was not paused)"))
+        act = client.pause if pausing else client.resume
+        changed = act(args.queue, timeout=args.timeout)
+        done, already = ("paused", "it already was") if pausing else ("resumed", "it was not "
+                                                                      "paused")
+        print(f"queue {args.queue}: {done}" + ("" if changed else f" ({already})"))
         return EXIT_OK
 
     return with_client(args, work)

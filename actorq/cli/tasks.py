@@ -167,18 +167,22 @@ def show_task(args: argparse.Namespace) -> int:
     return with_client(args, work)
 
 
-def cancel_tasks(args: argparse.Namespace) -> int:
-    def work(client) -> int:
-        failed = 0
-        for tid in args.ids:
-            if client.cancel(tid, timeout=args.timeout):
-                print(f"{tid}: cancelled")
-            else:
-                failed += 1
-                print(f"{tid}: not cancelled (unknown, or it had ended)", file=sys.stderr)
-        return EXIT_FAILURE if failed else EXIT_OK
+def _each(ids: list[str], act, done: str, not_done: str) -> int:
+    """`act` on every id, saying what became of each; exit 1 if any was not done."""
+    failed = 0
+    for tid in ids:
+        if act(tid):
+            print(f"{tid}: {done}")
+        else:
+            failed += 1
+            print(f"{tid}: {not_done}", file=sys.stderr)
+    return EXIT_FAILURE if failed else EXIT_OK
 
-    return with_client(args, work)
+
+def cancel_tasks(args: argparse.Namespace) -> int:
+    return with_client(args, lambda client: _each(
+        args.ids, lambda tid: client.cancel(tid, timeout=args.timeout), "cancelled",
+        "not cancelled (unknown, or it had ended)"))
 
 
 def requeue_tasks(args: argparse.Namespace) -> int:
@@ -191,14 +195,8 @@ def requeue_tasks(args: argparse.Namespace) -> int:
             n = client.requeue_dead(queue=args.queue, name=args.name, timeout=args.timeout)
             print(f"requeued {n} dead task(s)")
             return EXIT_OK
-        failed = 0
-        for tid in args.ids:
-            if client.requeue(tid, timeout=args.timeout):
-                print(f"{tid}: requeued")
-            else:
-                failed += 1
-                print(f"{tid}: not requeued (unknown, or not dead)", file=sys.stderr)
-        return EXIT_FAILURE if failed else EXIT_OK
+        return _each(args.ids, lambda tid: client.requeue(tid, timeout=args.timeout),
+                     "requeued", "not requeued (unknown, or not dead)")
 
     return with_client(args, work)
 

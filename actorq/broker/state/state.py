@@ -15,6 +15,7 @@ The parts, one module each in this package:
     crons.py       Crons        cron entries and the scheduler's timers
     recovery.py    Recovery     loading from a store, workers' claims
     stats.py       Statistics   counters and the Stats snapshot
+    queries.py     Queries      operators' listings and commands
 
 Each part is a mixin that owns the attributes its `_init_*` sets and reads the
 others' through `self`. They are composed by inheritance rather than held as
