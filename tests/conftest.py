@@ -10,13 +10,14 @@ import pytest
 
 from actorq.testing import (  # noqa: F401  (re-exported for the tests)
     ROOT,
-    NodeProcess as Node,
     kill_session,
     pid_of,
     session_pids,
     wait_until,
 )
-
+from actorq.testing import (
+    NodeProcess as Node,
+)
 
 BASE_CONFIG = """
 [node]

@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import actorq
-from actorq.wire import protocol as p
-from actorq.client.session import Session
 from actorq.broker.state import BrokerState
+from actorq.client.session import Session
+from actorq.wire import protocol as p
 
 
 def test_a_queued_task_record_fits_a_96_byte_block():

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from actorq.cli.common import (EXIT_CONFIG, EXIT_OK, add_broker_options, ago, emit, when,
-                               with_client)
+from actorq.cli.common import EXIT_CONFIG, EXIT_OK, add_broker_options, ago, emit, when, with_client
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

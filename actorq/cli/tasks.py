@@ -6,8 +6,15 @@ import argparse
 import json
 import sys
 
-from actorq.cli.common import (EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, add_broker_options, emit,
-                               when, with_client)
+from actorq.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    add_broker_options,
+    emit,
+    when,
+    with_client,
+)
 
 STATES = ("pending", "scheduled", "queued", "running", "succeeded", "failed", "dead",
           "cancelled", "expired")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorq.errors import RequestRejected, SubmitRejected, TaskNotFound
+from actorq.node.config import MAX_POOL_WORKERS
 from actorq.tasks import cron as crons
 from actorq.wire import protocol as p
 from actorq.wire.payload import encode_args
@@ -39,8 +40,9 @@ def scale_bounds(min_workers: int | None, max_workers: int | None) -> tuple[int,
         raise RequestRejected("bad_option", "give min_workers, max_workers or both")
     for name, value in (("min_workers", min_workers), ("max_workers", max_workers)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < 1):
-            raise RequestRejected("bad_option", f"{name} must be an int >= 1, got {value!r}")
+                                  or not 1 <= value <= MAX_POOL_WORKERS):
+            raise RequestRejected("bad_option", f"{name} must be an int in "
+                                  f"1..{MAX_POOL_WORKERS}, got {value!r}")
     if min_workers is not None and max_workers is not None and min_workers > max_workers:
         raise RequestRejected("bad_option",
                               f"min_workers {min_workers} is over max_workers {max_workers}")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from actorq.errors import BrokerUnavailable, SubmitRejected
+from actorq.errors import BrokerUnavailable, RequestRejected, SubmitRejected
 from actorq.node.config import DEFAULT_MAX_PAYLOAD_BYTES
 from actorq.tasks.options import SUBMIT_OPTIONS
 from actorq.tasks.options import build as build_options
@@ -67,7 +67,7 @@ class Session:
         self.warned: dict[str, float] = {}  # queue -> when we last said nobody consumes it
         self._req = itertools.count(1)
         self.outbox: deque[p.TaskSpec] = deque()
-        self.control: deque[object] = deque()
+        self.control: deque[object] = deque()  # messages, or requests already encoded
         self.handles: dict[str, HandleBase] = {}  # waiting for an outcome
         # More handles waiting on an id that already has one (idempotency keys).
         self.also: dict[str, list[HandleBase]] = {}
@@ -241,9 +241,15 @@ class Session:
             self.control.append(p.Ping())
 
     def request(self, make: Any) -> tuple[int, Request]:
+        """Queue a request; encoded here, so a value the wire cannot carry (an int past
+        64 bits) fails this caller with RequestRejected instead of every later send."""
         req = next(self._req)
+        try:
+            frame = p.encode(make(req))
+        except (OverflowError, TypeError) as exc:
+            raise RequestRejected("bad_option", f"the request cannot be encoded: {exc}") from None
         slot = self.requests[req] = Request()
-        self.control.append(make(req))
+        self.control.append(frame)
         return req, slot
 
     def watch(self, handle: HandleBase) -> None:
@@ -281,7 +287,8 @@ class Session:
             out.append(p.encode(p.Submit(batch, later)))
         control = self.control
         while control:  # popleft, not iteration: user threads may append meanwhile
-            out.append(p.encode(control.popleft()))
+            item = control.popleft()
+            out.append(item if item.__class__ is bytes else p.encode(item))
         if now >= self.next_ping:
             self.next_ping = now + PING_INTERVAL_S
             out.append(p.encode(p.Ping()))

@@ -21,9 +21,15 @@ import msgspec
 from aiohttp import web
 
 from actorq.client.aio import AsyncClient
-from actorq.errors import (ActorqError, BrokerUnavailable, RequestRejected, ResultTimeout,
-                           TaskNotFound)
+from actorq.errors import (
+    ActorqError,
+    BrokerUnavailable,
+    RequestRejected,
+    ResultTimeout,
+    TaskNotFound,
+)
 from actorq.http.auth import Tokens
+from actorq.node.config import MAX_POOL_WORKERS
 from actorq.tasks.options import SUBMIT_OPTIONS
 from actorq.wire.payload import decode_args, decode_result
 
@@ -145,6 +151,7 @@ class Api:
         r.add_delete("/api/crons/{name}", self.remove_cron)
         r.add_post("/api/crons/{name}/run", self.run_cron)
         r.add_get("/api/stats", self.stats)
+        r.add_get("/api/whoami", self.whoami)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -247,8 +254,8 @@ class Api:
 
     async def scale(self, request: web.Request) -> web.Response:
         data = await read_json(request)
-        low = _int(data, "min_workers", low=1)
-        high = _int(data, "max_workers", low=1)
+        low = _int(data, "min_workers", low=1, high=MAX_POOL_WORKERS)
+        high = _int(data, "max_workers", low=1, high=MAX_POOL_WORKERS)
         await self.client.scale(request.match_info["name"], min_workers=low, max_workers=high)
         return web.json_response({"pool": request.match_info["name"], "min_workers": low,
                                   "max_workers": high})
@@ -300,6 +307,10 @@ class Api:
         if not await self.client.run_cron(name):
             raise ApiError(404, "not_found", f"no cron entry {name!r}", "name")
         return web.json_response({"name": name, "fired": True})
+
+    async def whoami(self, request: web.Request) -> web.Response:
+        """What the caller's token lets it do: "admin", "read", or "open" (no tokens)."""
+        return web.json_response({"role": self.tokens.role_of(request)})
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(msgspec.to_builtins(await self.client.stats()))

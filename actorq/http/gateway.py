@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 import uvloop
 from aiohttp import web
@@ -20,6 +21,7 @@ from actorq.errors import ActorqError
 from actorq.http import openapi
 from actorq.http.api import Api
 from actorq.http.auth import Tokens
+from actorq.http.events import EventHub
 from actorq.metrics import StatsCollector
 from actorq.node import actor
 from actorq.node.specs import CANNOT_START, GatewaySpec
@@ -27,6 +29,7 @@ from actorq.wire.protocol import Stats
 
 log = logging.getLogger(__name__)
 
+STATIC = Path(__file__).resolve().parent / "static"  # the dashboard: no build step
 STATS_TIMEOUT_S = 2.0  # a scrape or health check waits this long for the broker
 
 
@@ -78,6 +81,9 @@ class Gateway:
         }
         return web.json_response(body, status=200 if healthy else 503)
 
+    async def dashboard(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi.document())
 
@@ -93,11 +99,15 @@ class Gateway:
         loop.add_signal_handler(signal.SIGINT, stop.set)
         await self.client.connect()
         api = Api(self.client, Tokens(self.spec.tokens))
+        self.events = EventHub(self.client)
         app = web.Application(middlewares=[api.middleware],
                               client_max_size=self.spec.max_body_bytes)
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/api/openapi.json", self.openapi)
+        app.router.add_get("/api/events", self.events.stream)
+        app.router.add_get("/", self.dashboard)
+        app.router.add_static("/static/", STATIC)
         api.add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -115,6 +125,7 @@ class Gateway:
                  ", tokens required" if self.spec.tokens else "")
         actor.report_ready({"http": address})
         await stop.wait()
+        await self.events.close()
         await runner.cleanup()
         await self.client.close()
         log.info("gateway stopping")

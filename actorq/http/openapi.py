@@ -148,8 +148,8 @@ def _operator_paths() -> dict[str, Any]:
             "Set a pool's bounds; equal bounds fix its size; one left out stays",
             _object(["pool"], pool={"type": "string"}, min_workers={"type": ["integer", "null"]},
                     max_workers={"type": ["integer", "null"]}),
-            body=_object([], min_workers={"type": "integer", "minimum": 1},
-                         max_workers={"type": "integer", "minimum": 1}),
+            body=_object([], min_workers={"type": "integer", "minimum": 1, "maximum": 1024},
+                         max_workers={"type": "integer", "minimum": 1, "maximum": 1024}),
             errors=("400", "404", "503"), admin=True)},
         "/api/queues": {"get": _op("Queues", _object(["queues"], queues={
             "type": "array", "items": _ref("QueueInfo")}))},
@@ -181,6 +181,19 @@ def _operator_paths() -> dict[str, Any]:
                                                    fired={"type": "boolean"}),
             errors=("404", "503"), admin=True)},
         "/api/stats": {"get": _op("Counters, rates, quantiles, depths", _ref("Stats"))},
+        "/api/whoami": {"get": _op("What the caller's token may do", _object(
+            ["role"], role={"type": "string", "enum": ["admin", "read", "open"]}),
+            errors=("503",))},
+        "/api/events": {"get": {
+            "summary": "Live server-sent events: `stats` every 0.25 s, `workers` as they change "
+                       "(token also as ?access_token=)",
+            "parameters": [_query("access_token", {"type": "string"},
+                                  "the bearer token, for EventSource, which sends no headers")],
+            "responses": {"200": {"description": "an endless text/event-stream",
+                                  "content": {"text/event-stream": {"schema": {
+                                      "type": "string"}}}},
+                          "401": {"description": _ERRORS["401"], "content": {
+                              "application/json": {"schema": _ref("Error")}}}}}},
     }
 
 

@@ -18,6 +18,7 @@ from actorq.errors import ConfigError
 from actorq.tasks import cron as crons
 
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+MAX_POOL_WORKERS = 1024  # worker processes one pool may run on one host
 # The broker's spin (spinpoll.py) waits for an answer that is near; past 10 ms it
 # would only burn CPU.
 MAX_SPIN_US = 10_000
@@ -271,6 +272,9 @@ def _check_pool(pool: PoolConfig, where: str, has_broker: bool, file: str) -> No
     if pool.prefetch < 0:
         raise ConfigError(file, f"{where}.prefetch", "must be >= 0")
     low, high = pool.bounds
+    for key in ("workers", "min_workers", "max_workers"):
+        if getattr(pool, key) > MAX_POOL_WORKERS:
+            raise ConfigError(file, f"{where}.{key}", f"must be at most {MAX_POOL_WORKERS}")
     if pool.min_workers < 0 or pool.max_workers < 0:
         key = "min_workers" if pool.min_workers < 0 else "max_workers"
         raise ConfigError(file, f"{where}.{key}", "must be >= 1")

@@ -34,6 +34,8 @@ from actorq.wire.values import (
 )
 from actorq.wire.values import (
     NameStats as NameStats,
+)
+from actorq.wire.values import (
     Options as Options,
 )
 from actorq.wire.values import (

@@ -278,6 +278,7 @@ class Stats(msgspec.Struct, frozen=True, gc=False):
     duration_p99_s: float = 0.0
     workers_busy: dict[str, int] = {}  # pool -> workers holding their slots' worth
     queue_oldest_s: dict[str, float] = {}  # queue -> age of its oldest queued task
+    queue_by_priority: dict[str, dict[int, int]] = {}  # queue -> priority -> tasks queued
     process_cpu_s: float = 0.0  # the broker process's own CPU time (user + system)
     process_rss_bytes: int = 0  # and its resident memory
     wait_counts: list[int] = []  # time from submitted to started, per duration bucket

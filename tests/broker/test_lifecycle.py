@@ -2,8 +2,8 @@
 rate limits, cron), driven with a fake clock and no sockets. wall_offset is 0, so
 monotonic and unix seconds are the same numbers here."""
 
-from actorq.wire import protocol as p
 from actorq.broker.state import BrokerState
+from actorq.wire import protocol as p
 
 C = b"client-1"
 C2 = b"client-2"

@@ -2,8 +2,8 @@
 
 import msgspec
 
-from actorq.wire import protocol as p
 from actorq.broker.state import BrokerState
+from actorq.wire import protocol as p
 
 C = b"client-1"
 W1 = b"w1"

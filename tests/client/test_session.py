@@ -3,10 +3,10 @@
 import msgspec
 import pytest
 
-from actorq import BrokerUnavailable, SubmitRejected, TaskFailed, TaskNotFound
-from actorq.wire import protocol as p
+from actorq import BrokerUnavailable, RequestRejected, SubmitRejected, TaskFailed, TaskNotFound
 from actorq.client.handles import HandleBase
 from actorq.client.session import SUBMIT_BATCH, Session
+from actorq.wire import protocol as p
 
 dec = p.decoder(p.ClientToBroker)
 
@@ -174,3 +174,14 @@ def test_task_defaults_apply_unless_the_submit_overrides_them():
     assert (overridden.queue, overridden.priority) == ("urgent", 0)
     unknown_here = s.build("elsewhere:f", (), None, {})
     assert (unknown_here.queue, unknown_here.priority) == ("default", 0)
+
+
+def test_a_request_the_wire_cannot_carry_fails_its_caller_and_nothing_else():
+    # A 2**70 from a hostile HTTP body once wedged the gateway's client: every later
+    # send failed at encode. It is now refused where it is made.
+    s = Session("tcp://127.0.0.1:1")
+    with pytest.raises(RequestRejected, match="cannot be encoded"):
+        s.request(lambda req: p.Scale(req, "default", 2**70, 0))
+    s.request(lambda req: p.GetStats(req))
+    sent = [msgspec.msgpack.decode(m, type=p.ClientToBroker) for m in s.take_messages(0.0)]
+    assert p.GetStats(2) in sent and not any(isinstance(m, p.Scale) for m in sent)

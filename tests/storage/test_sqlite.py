@@ -5,11 +5,11 @@ import sqlite3
 import msgspec
 import pytest
 
-from actorq.wire import protocol as p
-from actorq.broker.state import BrokerState
 from actorq.broker.committer import Committer
+from actorq.broker.state import BrokerState
 from actorq.storage.journal import Journal, prepare
 from actorq.storage.sqlite import SqliteStore, StorageError
+from actorq.wire import protocol as p
 
 C, W = b"c", b"w"
 

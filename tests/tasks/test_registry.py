@@ -1,6 +1,5 @@
 import pytest
 
-
 from actorq.tasks.registry import lookup, registered, task
 from actorq.wire.payload import decode_args, encode_args
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from actorq.broker.state.records import DEAD, RUNNING, Supervisor, Task, Worker
+from actorq.node.config import MAX_POOL_WORKERS
 from actorq.tasks.ratelimit import Limiter
 from actorq.tasks.retry import retry_delay
 from actorq.wire import protocol as p
@@ -223,6 +224,8 @@ class Membership:
                 problem = "say both min_workers and max_workers: the pool's bounds are not known yet"
             elif low > high:
                 problem = f"min_workers {low} is over max_workers {high}"
+            elif high > MAX_POOL_WORKERS:
+                problem = f"max_workers {high} is over the limit of {MAX_POOL_WORKERS}"
         if problem is not None:
             self.outbox.to_clients.append((peer, p.Error("bad_option", problem, req)))
             return

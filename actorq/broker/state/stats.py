@@ -159,6 +159,8 @@ class Statistics:
             duration_p99_s=self._quantile(0.99),
             workers_busy=busy,
             queue_oldest_s=self._oldest(now),
+            queue_by_priority={n: q.by_priority() for n, q in self.queues.items()
+                               if self.depth.get(n)},
             process_cpu_s=cpu_s,
             process_rss_bytes=rss,
             wait_counts=self._filled(self.wait_counts),
