@@ -34,9 +34,23 @@ def run_node(args: argparse.Namespace) -> int:
 
 
 def check_config(args: argparse.Namespace) -> int:
+    """Everything `run` checks, and each pool's task modules imported for real (a
+    module that is there but fails to import is named with its error)."""
+    import importlib
+    import sys
+
     cfg = load_config(args.config)
     if cfg is None:
         return EXIT_CONFIG
+    for i, pool in enumerate(cfg.pools):
+        for j, module in enumerate(pool.tasks):
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # noqa: BLE001 (whatever a user's module raises)
+                print(f"actorq: config error: {args.config}: pools[{i}].tasks[{j}]: module "
+                      f"{module!r} fails to import: {type(exc).__name__}: {exc}",
+                      file=sys.stderr)
+                return EXIT_CONFIG
     print(f"{args.config}: ok ({'broker, ' if cfg.broker else ''}"
           f"{'http, ' if cfg.http else ''}{len(cfg.pools)} pool(s))")
     return EXIT_OK

@@ -7,6 +7,7 @@ must stop the node, not run it with defaults.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
 import tomllib
@@ -19,6 +20,7 @@ from actorq.tasks import cron as crons
 
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 MAX_POOL_WORKERS = 1024  # worker processes one pool may run on one host
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The broker's spin (spinpoll.py) waits for an answer that is near; past 10 ms it
 # would only burn CPU.
 MAX_SPIN_US = 10_000
@@ -168,6 +170,9 @@ def _check(config: Config, file: str) -> None:
         raise ConfigError(file, "node.startup_timeout", "must be > 0")
     if config.node.shutdown_grace < 0:
         raise ConfigError(file, "node.shutdown_grace", "must be >= 0")
+    if config.node.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(file, "node.log_level", f"{config.node.log_level!r} is not one of "
+                          f"{', '.join(LOG_LEVELS)}")
     if config.broker is not None:
         _check_broker(config.broker, file)
     if config.storage is not None:
@@ -195,6 +200,8 @@ def _check(config: Config, file: str) -> None:
 def _check_http(http: HttpConfig, file: str) -> None:
     if not re.fullmatch(r"[^:\s]+:\d+", http.bind):
         raise ConfigError(file, "http.bind", "must look like HOST:PORT, e.g. 127.0.0.1:8080")
+    if int(http.bind.rsplit(":", 1)[1]) > 65535:
+        raise ConfigError(file, "http.bind", "the port must be in 0..65535 (0: any free one)")
     host = http.bind.rsplit(":", 1)[0]
     if not http.tokens and not http.allow_anonymous and not is_loopback(host):
         raise ConfigError(file, "http.bind", f"{host} is reachable beyond this machine and no "
@@ -213,6 +220,14 @@ def _check_http(http: HttpConfig, file: str) -> None:
                               "(64 lowercase hex digits), as `actorq token new` prints it")
 
 
+def _importable(module: str) -> bool:
+    """Whether `module` can be found, without running it (the workers import it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` (an address or a name) is this machine only."""
     if host == "localhost":
@@ -225,8 +240,15 @@ def is_loopback(host: str) -> bool:
 
 def _check_broker(b: BrokerConfig, file: str) -> None:
     for key in ("bind", "worker_bind"):
-        if not getattr(b, key).startswith(("tcp://", "ipc://")):
+        endpoint = getattr(b, key)
+        if not endpoint.startswith(("tcp://", "ipc://")):
             raise ConfigError(file, f"broker.{key}", "must be a tcp:// or ipc:// endpoint")
+        port = endpoint.rsplit(":", 1)[-1] if endpoint.startswith("tcp://") else "*"
+        if port != "*" and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(file, f"broker.{key}", f"port {port!r} is not in 1..65535 (or *)")
+    if b.bind == b.worker_bind and not b.bind.endswith(":*"):
+        raise ConfigError(file, "broker.worker_bind", f"is the same endpoint as broker.bind "
+                          f"({b.bind}): clients and workers need one each")
     if b.max_payload_bytes <= 0:
         raise ConfigError(file, "broker.max_payload_bytes", "must be > 0")
     if b.heartbeat_interval <= 0:
@@ -286,6 +308,10 @@ def _check_pool(pool: PoolConfig, where: str, has_broker: bool, file: str) -> No
         raise ConfigError(file, f"{where}.queues", "must name at least one queue")
     if not pool.tasks:
         raise ConfigError(file, f"{where}.tasks", "must list at least one task module")
+    for i, module in enumerate(pool.tasks):
+        if not _importable(module):
+            raise ConfigError(file, f"{where}.tasks[{i}]", f"no module {module!r} can be "
+                              "imported from here (the working directory and PYTHONPATH)")
     if pool.max_restarts < 0 or pool.restart_window <= 0:
         raise ConfigError(file, f"{where}.max_restarts", "restart intensity must be >= 0 in > 0 s")
     if not has_broker and not pool.broker:
