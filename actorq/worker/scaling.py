@@ -43,10 +43,6 @@ class Scaler:
         self.ups = 0
         self.downs = 0
 
-    @property
-    def elastic(self) -> bool:
-        return self.min != self.max
-
     def set_bounds(self, min_workers: int, max_workers: int) -> None:
         self.min, self.max = min_workers, max_workers
 

@@ -343,8 +343,10 @@ class Worker(Execution, Interruptions):
         loop.remove_reader(self.sock.getsockopt(zmq.FD))
         if self.slots == 1:
             self._standin.stop()
-        log.info("worker %s stopping: completed=%d failed=%d", self.spec.worker_id,
-                 self.completed, self.failed)
+        credit = self.credit
+        log.info("worker %s stopping: completed=%d failed=%d credit=%d (grew %d, shrank %d "
+                 "times)", self.spec.worker_id, self.completed, self.failed, credit.size,
+                 credit.grown, credit.shrunk)
         self.sock.close()  # LINGER lets the last Report out
         self.ctx.term()
         return 0

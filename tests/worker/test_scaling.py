@@ -47,8 +47,7 @@ def test_no_drain_while_work_is_queued():
 
 
 def test_new_bounds_are_followed():
-    s = Scaler(2, 2, 2, 30.0)
-    assert not s.elastic
+    s = Scaler(2, 2, 2, 30.0)  # a fixed pool
     s.set_bounds(4, 6)
     d = s.decide(2, 0, 0, busy(2))
     assert (d.direction, d.count) == ("up", 2) and "below min_workers 4" in d.reason
