@@ -81,8 +81,8 @@ def test_without_a_supervisors_word_what_may_have_run_is_charged():
     submit(s, 5)
     turn(s)
     # When its heartbeats lapse (3 s) with nobody saying what it ran
-    turn(s, 1.0)
-    turn(s, 4.0)
+    for t in (1.0, 2.0, 3.0, 4.0):  # the loop wakes every heartbeat
+        turn(s, t)
     # Then the leases it could have been running (a plain call and an async one) are
     # charged, and the others are not
     assert W1 not in s.workers
@@ -140,3 +140,20 @@ def test_scale_requests_are_checked_then_passed_to_every_supervisor_of_the_pool(
     # And the pools' reports add up in the stats
     s.on_worker(b"sup2", p.PoolReport(3, 4, 2, 6, 1, 0), 0)
     assert s.stats(0).pools["default"] == p.PoolStats(5, 6, 2, 6, 1, 0, 2)
+
+
+def test_a_broker_that_was_itself_stalled_does_not_blame_its_workers():
+    # Given a worker heard at 0 and a broker whose loop then did not run for 10 s
+    s = fresh()
+    s.on_worker(W1, hello(credit=1), 0)
+    submit(s, 1)
+    turn(s, 0.0)
+    # When it runs again, before the beats that waited in its socket are read
+    turn(s, 10.0)
+    # Then the worker keeps its lease: the gap was the broker's own
+    assert W1 in s.workers and s.tasks["t0"].state == "running"
+    # But a worker that stays silent afterwards is still found out
+    for t in (11.0, 12.0, 13.0, 14.0, 14.5):
+        turn(s, t)
+    assert W1 not in s.workers and s.tasks["t0"].state == "queued"
+

@@ -241,6 +241,17 @@ class Membership:
             sup.failed = reason
         log.error("pool %s failed: %s", sup.pool if sup else "?", reason)
 
+    def _forgive(self, gap: float) -> None:
+        """This broker did not run for `gap` seconds (stopped, starved of CPU): its
+        peers' heartbeats waited in its sockets meanwhile, so the gap is not theirs."""
+        log.warning("the broker's own loop did not run for %.1f s; not counting that "
+                    "against its workers' heartbeats", gap)
+        for w in self.workers.values():
+            w.last_seen += gap
+        for sup in self.supervisors.values():
+            sup.last_seen += gap
+        self.scheduler_seen += gap
+
     def _check_liveness(self, now: float) -> None:
         """Once a heartbeat interval: drop peers that went silent, beat to the rest."""
         beat = p.Beat(instance=self.instance)

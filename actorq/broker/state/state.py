@@ -246,7 +246,10 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
             self._send_loads(now)
         if now < self._next_beat:
             return
+        late = now - self._next_beat  # the loop wakes for every beat: lateness is its own
         self._next_beat = now + self.heartbeat_interval_s
+        if late > self.heartbeat_interval_s:
+            self._forgive(late)
         self._sample(now)
         if self.unclaimed and now >= self.unclaimed_until:
             self._release_unclaimed()
