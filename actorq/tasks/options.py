@@ -19,6 +19,7 @@ from actorq.wire import protocol as p
 
 MAX_PRIORITY = 255
 MAX_KEY_LENGTH = 200
+MAX_NAME_LENGTH = 200  # a task or queue name (the broker checks it too)
 # Options a submission may carry, beyond name/args/kwargs.
 SUBMIT_OPTIONS = frozenset({
     "queue", "priority", "retries", "backoff", "max_backoff", "retry_on", "timeout",
@@ -82,8 +83,9 @@ def build(o: dict[str, Any], now: float) -> tuple[str, int, p.Options | None]:
     queue = o.get("queue")
     if queue is None:
         queue = "default"
-    elif not isinstance(queue, str) or not queue:
-        raise bad(f"queue must be a non-empty string, got {queue!r}")
+    elif not isinstance(queue, str) or not 0 < len(queue) <= MAX_NAME_LENGTH:
+        raise bad(f"queue must be a string of 1..{MAX_NAME_LENGTH} characters, got "
+                  f"{queue[:50] if isinstance(queue, str) else queue!r}")
     priority = o.get("priority")
     if priority is None:
         priority = 0

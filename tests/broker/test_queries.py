@@ -135,3 +135,25 @@ def test_registered_names_get_counters_and_made_up_ones_do_not():
     assert stats.by_name == {"m:f": p.NameStats(1, 1, 1.0)}
     assert sum(stats.wait_counts) == 3  # every finished attempt waited, named or not
 
+
+
+def test_names_have_a_length_limit_and_empty_queues_are_forgotten():
+    s = fresh()
+    s.on_worker(W1, hello(credit=1), 0)  # consumes "default"
+    # Too long a name is refused, naming the limit
+    submit(s, ["long"], queue="q" * 201)
+    assert s.take_outbox().rejected[C][0].message == \
+        "task and queue names are at most 200 characters"
+    # A hundred one-task queues, emptied
+    for i in range(100):
+        submit(s, [f"t{i}"], queue=f"q{i}")
+        s.on_client(C, p.Cancel(1, [f"t{i}"]), 0)
+    submit(s, ["d1"])  # and the consumed queue, emptied by its worker
+    assert len(s.depth) == 101
+    # Are forgotten at the next beat, but for the queue a worker consumes
+    turn(s, 0.0)
+    assert set(s.depth) == {"default"} and set(s.queues) == {"default"}
+    assert s.stats(1.0).queue_depth == {"default": 0}
+    # And one comes back with its next task
+    submit(s, ["again"], queue="q7")
+    assert s.depth["q7"] == 1

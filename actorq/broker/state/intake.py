@@ -14,6 +14,7 @@ from actorq.tasks.options import broker_check
 from actorq.wire import protocol as p
 
 MAX_ID_LENGTH = 128
+MAX_NAME_LENGTH = 200  # characters in a task or queue name
 MAX_PRIORITY = 255
 MAX_INTERNED = 10_000  # distinct task names and queue names kept as shared strings
 # Payloads this short are kept as one shared copy per distinct value (up to
@@ -69,9 +70,14 @@ class Intake:
                 self._reject(peer, tid, *self._validate(spec))
                 continue
             # Every task of a batch decodes its own copy of the same name and queue
-            # strings; keeping one copy of each saves ~120 bytes per queued task.
-            name = strings.setdefault(name, name)
-            queue = strings.setdefault(queue, queue)
+            # strings; keeping one copy of each saves ~120 bytes per queued task. A
+            # string is measured once, when first seen (_intern).
+            name = strings.get(name) or self._intern(name)
+            queue = strings.get(queue) or self._intern(queue)
+            if name is None or queue is None:
+                self._reject(peer, tid, "bad_option", "task and queue names are at most "
+                             f"{MAX_NAME_LENGTH} characters")
+                continue
             if opts is not None:
                 self._submit_with_options(peer, spec, name, queue, opts, now, accepted)
                 continue
@@ -160,6 +166,14 @@ class Intake:
                 return
         self._release(task, now)
         return
+
+    def _intern(self, text: str) -> str | None:
+        """A task or queue name first seen: kept as the shared copy, or None when it is
+        too long (a name is a metric label and a dict key for as long as it is used)."""
+        if len(text) > MAX_NAME_LENGTH:
+            return None
+        self._strings[text] = text
+        return text
 
     def _validate(self, spec: p.TaskSpec) -> tuple[str, str]:
         if self.draining:

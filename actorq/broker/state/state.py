@@ -251,6 +251,7 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
         if late > self.heartbeat_interval_s:
             self._forgive(late)
         self._sample(now)
+        self._forget_empty_queues()
         if self.unclaimed and now >= self.unclaimed_until:
             self._release_unclaimed()
         self._check_liveness(now)

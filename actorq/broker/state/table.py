@@ -136,6 +136,16 @@ class TaskTable:
         if opts is not None and opts.key is not None and self.keys.get(opts.key) == tid:
             del self.keys[opts.key]
 
+    def _forget_empty_queues(self) -> None:
+        """Queues with nothing queued that no worker consumes and nobody paused are
+        forgotten (and their metric series with them): a flood of one-task queues must
+        not stay in memory and in /metrics forever. One comes back with its next task."""
+        depth = self.depth
+        for name in [n for n, d in depth.items() if not d]:
+            if name not in self.consumers and name not in self.paused:
+                del depth[name]
+                self.queues.pop(name, None)
+
     def _purge(self, now: float) -> None:
         finished = self._finished
         tasks = self.tasks
