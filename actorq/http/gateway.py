@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from actorq.client.aio import AsyncClient
 from actorq.errors import ActorqError
-from actorq.http import openapi
+from actorq.http import badinput, openapi
 from actorq.http.api import Api
 from actorq.http.auth import Tokens
 from actorq.http.events import EventHub
@@ -98,6 +98,7 @@ class Gateway:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         await self.client.connect()
+        badinput.install()
         api = Api(self.client, Tokens(self.spec.tokens))
         self.events = EventHub(self.client)
         app = web.Application(middlewares=[api.middleware],
@@ -109,7 +110,10 @@ class Gateway:
         app.router.add_get("/", self.dashboard)
         app.router.add_static("/static/", STATIC)
         api.add_routes(app)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # aiohttp's keep-alive timer also runs before a connection's first request and
+        # while one is half sent, so it closes idle and half-open connections alike.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               keepalive_timeout=self.spec.idle_timeout)
         await runner.setup()
         host, port = self.spec.bind.rsplit(":", 1)
         site = web.TCPSite(runner, host, int(port))

@@ -62,6 +62,9 @@ class HttpConfig(msgspec.Struct, **_strict):
     tokens: list[TokenConfig] = msgspec.field(default_factory=list)
     # Serve beyond loopback without tokens: only when that is really meant.
     allow_anonymous: bool = False
+    # A connection that sends no complete request for this long is closed, so idle and
+    # half-open connections cannot pile up to the fd limit.
+    idle_timeout: float = 60.0
 
 
 class StorageConfig(msgspec.Struct, **_strict):
@@ -202,6 +205,8 @@ def _check_http(http: HttpConfig, file: str) -> None:
         raise ConfigError(file, "http.bind", "must look like HOST:PORT, e.g. 127.0.0.1:8080")
     if int(http.bind.rsplit(":", 1)[1]) > 65535:
         raise ConfigError(file, "http.bind", "the port must be in 0..65535 (0: any free one)")
+    if not http.idle_timeout > 0:
+        raise ConfigError(file, "http.idle_timeout", "must be > 0")
     host = http.bind.rsplit(":", 1)[0]
     if not http.tokens and not http.allow_anonymous and not is_loopback(host):
         raise ConfigError(file, "http.bind", f"{host} is reachable beyond this machine and no "

@@ -67,7 +67,8 @@ class Node:
                                broker=self.endpoints["bind"],
                                pools={pl.name: pl.bounds[0] for pl in cfg.pools},
                                tokens=cfg.http.tokens,
-                               max_body_bytes=cfg.broker.max_payload_bytes + 65536)
+                               max_body_bytes=cfg.broker.max_payload_bytes + 65536,
+                               idle_timeout=cfg.http.idle_timeout)
             child = Child("gateway", name, spec, self.level)
         else:
             pool = next(pl for pl in cfg.pools if f"pool:{pl.name}" == name)

@@ -45,3 +45,4 @@ class GatewaySpec(msgspec.Struct, kw_only=True):
     pools: dict[str, int]  # local pools and their min_workers, for /health
     tokens: list[TokenConfig] = []  # [[http.tokens]]: who may use /api
     max_body_bytes: int = 10 * 1024 * 1024 + 65536  # largest request body read
+    idle_timeout: float = 60.0  # [http] idle_timeout

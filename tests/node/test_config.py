@@ -49,6 +49,8 @@ def test_good_config_has_defaults():
         (GOOD.replace('bind = "127.0.0.1:0"', 'bind = "127.0.0.1:99999"'), "http.bind",
          "0..65535"),
         ("[node]\nlog_level = \"LOUD\"\n" + GOOD, "node.log_level", "'LOUD' is not one of"),
+        (GOOD.replace('bind = "127.0.0.1:0"', 'bind = "127.0.0.1:0"\nidle_timeout = 0'),
+         "http.idle_timeout", "must be > 0"),
         (GOOD.replace('tasks = ["actorq.demo"]', 'tasks = ["actorq.demo", "no.such.module"]'),
          "pools[0].tasks[1]", "no module 'no.such.module'"),
         (GOOD.replace('tasks = ["actorq.demo"]', "tasks = []"), "pools[0].tasks", "at least one"),
