@@ -21,6 +21,7 @@ from actorq.broker.spinpoll import SpinPoll
 from actorq.broker.state import BrokerState, Outbox
 from actorq.node import actor
 from actorq.node.config import BrokerConfig, CronConfig
+from actorq.node.ratelog import Throttle, swallowed_note
 from actorq.node.specs import CANNOT_START, STORAGE_UNUSABLE, BrokerSpec
 from actorq.storage.journal import prepare
 from actorq.storage.sqlite import SqliteStore, StorageError, open_store
@@ -50,6 +51,7 @@ class Broker:
         self.cfg = cfg
         self.store = store
         self.max_frame = cfg.max_payload_bytes + p.FRAME_OVERHEAD_BYTES
+        self.complaints = Throttle()  # bad frames: one log line per kind and peer a minute
         self.ctx = zmq.Context()
         # MAXMSGSIZE drops a connection that sends more than this, as a last line of
         # defence; frames under it but over the payload limit get a clear rejection.
@@ -174,7 +176,6 @@ class Broker:
 
     def _drain(self, sock: zmq.Socket, decoder: msgspec.msgpack.Decoder, handle, from_worker: bool,
                now: float) -> None:
-        state = self.state
         max_frame = self.max_frame
         recv, get = sock.recv, sock.getsockopt
         received = 0
@@ -193,23 +194,33 @@ class Broker:
                 while get(RCVMORE):
                     recv(NOBLOCK)
                     frames += 1
-                state.bad_frame(peer, from_worker, f"expected 1 frame after the routing id, "
-                                f"got {frames - 1}")
+                self._bad_frame(peer, from_worker, "multi-part frame", f"expected 1 frame "
+                                f"after the routing id, got {frames - 1}", now)
                 continue
             received += len(data)
             if len(data) > max_frame:
-                state.bad_frame(peer, from_worker, f"frame of {len(data)} bytes is over the "
-                                f"{max_frame}-byte limit")
+                self._bad_frame(peer, from_worker, "oversized frame", f"frame of {len(data)} "
+                                f"bytes is over the {max_frame}-byte limit", now)
                 continue
             try:
                 msg = decoder.decode(data)
             except msgspec.DecodeError as exc:
-                state.bad_frame(peer, from_worker, f"undecodable message: {exc}")
+                self._bad_frame(peer, from_worker, "undecodable frame",
+                                f"undecodable message: {exc}", now)
                 continue
             handle(peer, msg, now)
         else:
             self.again = True  # more may be waiting; come straight back after this turn
         self.heap.received += received
+
+    def _bad_frame(self, peer: bytes, from_worker: bool, kind: str, reason: str,
+                   now: float) -> None:
+        """Answer and count a bad frame; say so in the log, once a minute per kind and peer."""
+        self.state.bad_frame(peer, from_worker, reason)
+        swallowed = self.complaints.admit((kind, peer), now)
+        if swallowed is not None:
+            log.warning("%s from %s %s: %s%s", kind, "worker" if from_worker else "client",
+                        peer.hex(), reason[:200], swallowed_note(swallowed, self.complaints))
 
     def _send(self, sock: zmq.Socket, peer: bytes, msg: object) -> bool:
         data = p.encode(msg)

@@ -3,8 +3,7 @@
 aiohttp logs every request it cannot parse at ERROR with a full traceback: a client
 sending garbage writes about 600 bytes of log per request. A malformed request is the
 client's fault and needs no traceback, and a flood of them is one fact for the operator,
-so each kind of error from each peer is logged at most once per window, with the count
-of the ones the window swallowed.
+so each kind of error from each peer is logged at most once per window (node/ratelog.py).
 """
 
 from __future__ import annotations
@@ -15,9 +14,7 @@ from collections.abc import Callable
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-WINDOW_S = 60.0
-# A bound on remembered (kind, peer) pairs, so that many peers cannot grow the filter.
-MAX_KEYS = 1024
+from actorq.node.ratelog import WINDOW_S, Throttle, swallowed_note
 
 
 class MalformedRequestLog(logging.Filter):
@@ -26,9 +23,8 @@ class MalformedRequestLog(logging.Filter):
     def __init__(self, window_s: float = WINDOW_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self._window_s = window_s
+        self.throttle = Throttle(window_s)
         self._clock = clock
-        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -36,32 +32,15 @@ class MalformedRequestLog(logging.Filter):
             return True  # a fault of ours keeps its traceback
         args = record.args if isinstance(record.args, tuple) else ()
         peer = str(args[0]) if args else "unknown peer"
-        key = (type(exc).__name__, peer)
-        now = self._clock()
-        last = self._seen.get(key)
-        if last is not None and now - last[0] < self._window_s:
-            self._seen[key] = (last[0], last[1] + 1)
+        swallowed = self.throttle.admit((type(exc).__name__, peer), self._clock())
+        if swallowed is None:
             return False
-        self._forget_expired(now)
-        self._seen[key] = (now, 0)
-        swallowed = last[1] if last is not None else 0
         reason = (str(exc.message).strip().splitlines() or [type(exc).__name__])[0]
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.msg = "malformed HTTP request from %s: %s %s%s"
-        record.args = (peer, exc.code, reason,
-                       f" ({swallowed} more like it in the last {self._window_s:g} s)"
-                       if swallowed else "")
+        record.args = (peer, exc.code, reason, swallowed_note(swallowed, self.throttle))
         record.exc_info, record.exc_text = None, None
         return True
-
-    def _forget_expired(self, now: float) -> None:
-        if len(self._seen) < MAX_KEYS:
-            return
-        for key, (first, _) in list(self._seen.items()):
-            if now - first >= self._window_s:
-                del self._seen[key]
-        while len(self._seen) >= MAX_KEYS:  # all recent: forget the oldest
-            del self._seen[next(iter(self._seen))]
 
 
 def install() -> None:

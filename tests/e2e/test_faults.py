@@ -169,6 +169,30 @@ def test_malformed_frames_and_wrong_versions_get_errors_and_harm_nothing(node, c
     assert stats.rejected_total == 1  # the over-limit payload
 
 
+def test_a_flood_of_bad_frames_is_one_warning_per_kind_and_peer(node):
+    # Given a node
+    n = node(workers=1)
+    first, second = _raw(n.broker), _raw(n.broker)
+    try:
+        # When one peer sends 100 undecodable frames and an oversized one, and another
+        # peer sends garbage too
+        for _ in range(100):
+            first.send(b"\xff\x00garbage")
+            assert _reply(first).code == "bad_frame"
+        first.send(b"x" * (10 * 1024 * 1024 + 2 * p.FRAME_OVERHEAD_BYTES))
+        assert "limit" in _reply(first).message
+        second.send(b"\xff\x00garbage")
+        assert _reply(second).code == "bad_frame"
+    finally:
+        first.close()
+        second.close()
+    # Then the log names each kind from each peer once, and no more
+    log = n.log()
+    assert log.count("undecodable frame from client") == 2
+    assert log.count("oversized frame from client") == 1
+    assert "Traceback" not in log
+
+
 def test_sigkilled_broker_is_restarted_and_clients_and_workers_reconnect(node, client):
     # Given a node and a client waiting on a long task
     n = node()

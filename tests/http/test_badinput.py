@@ -9,7 +9,8 @@ import urllib.request
 
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
-from actorq.http.badinput import MAX_KEYS, MalformedRequestLog
+from actorq.http.badinput import MalformedRequestLog
+from actorq.node.ratelog import MAX_KEYS
 from tests.conftest import BASE_CONFIG
 
 
@@ -70,7 +71,7 @@ def test_remembered_peers_are_bounded():
     for i in range(MAX_KEYS * 3):
         clock.now = i * 0.001
         assert f.filter(record_for(BadHttpMessage("bad"), peer=f"peer{i}"))
-    assert len(f._seen) <= MAX_KEYS
+    assert len(f.throttle) <= MAX_KEYS
 
 
 def test_a_flood_of_malformed_requests_logs_one_line_and_the_gateway_still_serves(node):
