@@ -3,25 +3,12 @@
 from actorq.broker.state import BrokerState
 from actorq.broker.state.dispatch import STEAL_EVERY_S
 from actorq.wire import protocol as p
-
-C = b"client-1"
-W1 = b"w1"
-W2 = b"w2"
-
-
-def fresh() -> BrokerState:
-    return BrokerState(now=0.0, instance="inst", heartbeat_interval_s=1.0)
+from tests.broker.fakes import C, W1, W2, fresh, turn
 
 
 def hello(credit: int, slots: int = 1) -> p.Hello:
     return p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool="default",
                    queues=["default"], credit=credit, slots=slots)
-
-
-def turn(s: BrokerState, now: float = 0.0):
-    s.tick(now)
-    s.dispatch(now)
-    return s.take_outbox()
 
 
 def submit(s: BrokerState, ids: range, now: float = 0.0) -> None:

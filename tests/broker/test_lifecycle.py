@@ -4,16 +4,12 @@ monotonic and unix seconds are the same numbers here."""
 
 from actorq.broker.state import BrokerState
 from actorq.wire import protocol as p
-
-C = b"client-1"
-C2 = b"client-2"
-W1 = b"w1"
-SUP = b"sup"
-SCHED = b"scheduler"
+from tests.broker import fakes
+from tests.broker.fakes import C, C2, W1, SUP, SCHED, turn
 
 
 def fresh(**kw) -> BrokerState:
-    return BrokerState(now=0.0, instance="inst", heartbeat_interval_s=1.0, seed=1, **kw)
+    return fakes.fresh(seed=1, **kw)
 
 
 def spec(i, name="m:f", **opts):
@@ -24,12 +20,6 @@ def spec(i, name="m:f", **opts):
 def hello(credit=1, **kw):
     return p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool="default",
                    queues=["default"], credit=credit, **kw)
-
-
-def turn(s, now=0.0):
-    s.tick(now)
-    s.dispatch(now)
-    return s.take_outbox()
 
 
 def fail(lease, retry=True):

@@ -4,26 +4,17 @@ gone from the socket waits for its supervisor's word. A fake clock, no sockets."
 from actorq.broker.state import BrokerState
 from actorq.broker.state.membership import CRASH_BACKOFF_S, EXIT_REPORT_WAIT_S
 from actorq.wire import protocol as p
-
-C = b"client-1"
-W1 = b"w1"
-W2 = b"w2"
-SUP = b"sup"
+from tests.broker import fakes
+from tests.broker.fakes import C, W1, W2, SUP, turn
 
 
 def fresh(**kw) -> BrokerState:
-    return BrokerState(now=0.0, instance="inst", heartbeat_interval_s=1.0, seed=7, **kw)
+    return fakes.fresh(seed=7, **kw)
 
 
 def hello(credit: int, slots: int = 1) -> p.Hello:
     return p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool="default",
                    queues=["default"], credit=credit, slots=slots)
-
-
-def turn(s: BrokerState, now: float = 0.0):
-    s.tick(now)
-    s.dispatch(now)
-    return s.take_outbox()
 
 
 def submit(s: BrokerState, n: int, now: float = 0.0) -> None:

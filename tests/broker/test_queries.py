@@ -6,24 +6,12 @@ import pytest
 from actorq.broker.state import BrokerState
 from actorq.broker.state.queries import LIST_SCAN_MIN, BadRequest
 from actorq.wire import protocol as p
-
-C = b"client-1"
-W1 = b"w1"
-
-
-def fresh(**kw) -> BrokerState:
-    return BrokerState(now=0.0, instance="inst", heartbeat_interval_s=1.0, **kw)
+from tests.broker.fakes import C, W1, fresh, turn
 
 
 def hello(credit: int) -> p.Hello:
     return p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool="default",
                    queues=["default"], credit=credit, slots=1)
-
-
-def turn(s: BrokerState, now: float = 0.0):
-    s.tick(now)
-    s.dispatch(now)
-    return s.take_outbox()
 
 
 def submit(s: BrokerState, ids, queue="default", name="m:f", **opts) -> None:
@@ -134,7 +122,6 @@ def test_registered_names_get_counters_and_made_up_ones_do_not():
     stats = s.stats(1)
     assert stats.by_name == {"m:f": p.NameStats(1, 1, 1.0)}
     assert sum(stats.wait_counts) == 3  # every finished attempt waited, named or not
-
 
 
 def test_names_have_a_length_limit_and_empty_queues_are_forgotten():

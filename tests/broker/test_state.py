@@ -2,13 +2,8 @@
 
 import msgspec
 
-from actorq.broker.state import BrokerState
 from actorq.wire import protocol as p
-
-C = b"client-1"
-W1 = b"w1"
-W2 = b"w2"
-SUP = b"sup"
+from tests.broker.fakes import C, W1, W2, SUP, fresh, turn
 
 
 def spec(i, queue="default", priority=0, payload=b"\x92\x90\x80"):
@@ -18,18 +13,6 @@ def spec(i, queue="default", priority=0, payload=b"\x92\x90\x80"):
 def worker_hello(credit=1, queues=("default",), pool="default"):
     return p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool=pool, queues=list(queues),
                    credit=credit)
-
-
-def fresh(**kw) -> BrokerState:
-    kw.setdefault("heartbeat_interval_s", 1.0)
-    kw.setdefault("heartbeat_liveness", 3)
-    return BrokerState(now=0.0, instance="inst", **kw)
-
-
-def turn(state: BrokerState, now: float = 0.0):
-    state.tick(now)
-    state.dispatch(now)
-    return state.take_outbox()
 
 
 def ok(lease: p.Lease, value=b"\x01") -> p.Result:
