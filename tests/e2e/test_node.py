@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -128,7 +129,7 @@ def test_health_and_metrics(node, client):
         'actorq_tasks_finished_total{state="dead"} 1.0',
         'actorq_queue_depth{queue="nobody-serves-this"} 1.0',
         'actorq_queue_unserved{queue="nobody-serves-this"} 1.0',
-        "actorq_leases_returned_total 0.0",
+        "actorq_bad_frames_total 0.0",  # counters are there at 0
         'actorq_tasks_finished_total{state="cancelled"} 0.0',  # there from the start
         'actorq_worker_restarts_total{pool="default"} 0.0',
         'actorq_workers_busy{pool="default"} 0.0',
@@ -141,6 +142,9 @@ def test_health_and_metrics(node, client):
     ]:
         assert line in text.splitlines(), f"{line!r} missing from /metrics:\n{text}"
     assert "# TYPE actorq_worker_restarts_total counter" in text
+    # Leases handed back depend on timing (an idle worker may steal from a busy one),
+    # so only their presence is certain
+    assert re.search(r"^actorq_leases_returned_total \d", text, re.M), text
     rss = next(line for line in text.splitlines()
                if line.startswith("actorq_broker_resident_memory_bytes "))
     assert float(rss.split()[1]) > 10e6
