@@ -24,22 +24,10 @@ from schemathesis.specs.openapi.checks import (
 from actorq.http.auth import digest
 from actorq.http.openapi import document, markdown
 from actorq.testing import ROOT, NodeProcess, wait_until
+from tests.http.nodes import NODE
 
 pytestmark = pytest.mark.timeout(180)
 
-NODE = """
-[broker]
-bind = "tcp://127.0.0.1:*"
-worker_bind = "tcp://127.0.0.1:*"
-heartbeat_interval = 0.2
-[http]
-bind = "127.0.0.1:0"
-{tokens}
-[[pools]]
-name = "default"
-workers = 2
-tasks = ["tests.apps.faulty", "actorq.demo"]
-"""
 READ, ADMIN = "read-token-for-tests", "admin-token-for-tests"
 TOKENS = f"""
 [[http.tokens]]

@@ -16,6 +16,7 @@ from playwright.sync_api import expect, sync_playwright
 from actorq import Client
 from actorq.http.auth import digest
 from actorq.testing import ROOT, NodeProcess, wait_until
+from tests.http.nodes import NODE
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -23,21 +24,6 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # What the machine's closed network and a root user need: no sandbox, no calls home.
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-NODE = """
-[node]
-shutdown_grace = 5
-[broker]
-bind = "tcp://127.0.0.1:*"
-worker_bind = "tcp://127.0.0.1:*"
-heartbeat_interval = 0.2
-[http]
-bind = "127.0.0.1:0"
-{tokens}
-[[pools]]
-name = "default"
-workers = 2
-tasks = ["actorq.demo"]
-"""
 SHOTS = ROOT / "docs" / "img"
 
 

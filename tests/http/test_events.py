@@ -15,22 +15,9 @@ import pytest
 from actorq import Client
 from actorq.http.auth import digest
 from actorq.testing import NodeProcess, wait_until
+from tests.http.nodes import NODE
 
 pytestmark = pytest.mark.timeout(90)
-
-NODE = """
-[broker]
-bind = "tcp://127.0.0.1:*"
-worker_bind = "tcp://127.0.0.1:*"
-heartbeat_interval = 0.2
-[http]
-bind = "127.0.0.1:0"
-{tokens}
-[[pools]]
-name = "default"
-workers = 2
-tasks = ["actorq.demo"]
-"""
 
 
 class Stream:
