@@ -18,7 +18,11 @@ from rich.table import Table
 
 import actorq
 
-from .workloads import FULL, QUICK, WORKLOADS, Figure
+from .secure import curve_cost
+from .workloads import FULL, QUICK, Figure
+from .workloads import WORKLOADS as BASE_WORKLOADS
+
+WORKLOADS = {**BASE_WORKLOADS, "curve": curve_cost}
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -451,22 +451,28 @@ def recovery(scale: Scale) -> list[Figure]:
     ]
 
 
-def _interleaved_batch_rates(configs: dict[str, str], n: int) -> dict[str, float]:
+def _interleaved_batch_rates(configs: dict[str, str], n: int,
+                             client_options: dict[str, dict] | None = None,
+                             submit: Callable[[Client, int], list] | None = None,
+                             ) -> dict[str, float]:
     """Median throughput-batch rate of each config, the runs taken in turn (a, b, c,
     a, b, c, ...) with every node up at once: this machine's speed drifts by 20-40%
     over minutes, and ratios between configs measured minutes apart would carry that
-    drift. Idle nodes cost only their heartbeats."""
+    drift. Idle nodes cost only their heartbeats. `client_options`: per config, what
+    its Client takes (keys); `submit`: how tasks go (submit_many by default)."""
+    submit = submit or _batch
     rates: dict[str, list[float]] = {name: [] for name in configs}
     with ExitStack() as stack:
         clients = {}
         for name, config in configs.items():
             node = stack.enter_context(running(config, name))
-            c = clients[name] = stack.enter_context(Client(node.broker))
-            c.gather(c.submit_many([(NOOP, ())] * 2000), timeout=60)  # warm up
+            options = (client_options or {}).get(name, {})
+            c = clients[name] = stack.enter_context(Client(node.broker, **options))
+            c.gather(submit(c, 2000), timeout=60)  # warm up
         for _ in range(REPEATS):
             for name, c in clients.items():
                 t0 = time.perf_counter()
-                c.gather(c.submit_many([(NOOP, ())] * n), timeout=600)
+                c.gather(submit(c, n), timeout=600)
                 rates[name].append(n / (time.perf_counter() - t0))
     return {name: statistics.median(r) for name, r in rates.items()}
 

@@ -147,7 +147,8 @@ def test_the_configuration_reference_names_every_key():
     text = (ROOT / "docs" / "configuration.md").read_text()
     sections = {"[node]": config.NodeConfig, "[broker]": config.BrokerConfig,
                 "[storage]": config.StorageConfig, "[http]": config.HttpConfig,
-                "[[pools]]": config.PoolConfig, "[[cron]]": config.CronConfig}
+                "[[pools]]": config.PoolConfig, "[[cron]]": config.CronConfig,
+                "[security]": config.SecurityConfig}
     missing = []
     for header, struct in sections.items():
         start = text.index(f"## `{header}`")

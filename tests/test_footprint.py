@@ -14,12 +14,14 @@ from actorq.client.session import Session
 from actorq.wire import protocol as p
 
 
-def test_a_queued_task_record_fits_a_96_byte_block():
+def test_a_queued_task_record_fits_a_112_byte_block():
+    # 96 bytes until tasks had owners (issue 23: an id or key another client holds is
+    # refused, a submit-only key sees only its own tasks); the owner is one pointer.
     s = BrokerState(now=0.0, instance="x")
     s.on_client(b"c", p.Submit([p.TaskSpec("t0", "m:f", b"\x92\x90\x80")]), 0.0)
     task = s.tasks["t0"]
     assert task.run is None  # nothing of a run is allocated before there is one
-    assert sys.getsizeof(task) <= 96
+    assert sys.getsizeof(task) <= 112
 
 
 def test_queued_tasks_with_the_same_small_arguments_share_one_payload():

@@ -19,14 +19,16 @@ import zmq
 from actorq.broker.committer import Committer
 from actorq.broker.spinpoll import SpinPoll
 from actorq.broker.state import BrokerState, Outbox
+from actorq.broker.state.access import MAX_BOUND_PEERS
+from actorq.broker.zap import ADMIN, CLIENTS, WORKERS, Authenticator
 from actorq.node import actor
-from actorq.node.config import BrokerConfig, CronConfig
+from actorq.node.config import BrokerConfig, CronConfig, SecurityConfig
 from actorq.node.ratelog import Throttle, swallowed_note
 from actorq.node.specs import CANNOT_START, STORAGE_UNUSABLE, BrokerSpec
 from actorq.storage.journal import prepare
 from actorq.storage.sqlite import SqliteStore, StorageError, open_store
+from actorq.wire import curve, sockets
 from actorq.wire import protocol as p
-from actorq.wire import sockets
 from actorq.wire.payload import encode_args
 
 log = logging.getLogger(__name__)
@@ -47,16 +49,31 @@ EAGAIN = int(zmq.EAGAIN)
 
 class Broker:
     def __init__(self, cfg: BrokerConfig, cron: list[CronConfig] | None = None,
-                 store: SqliteStore | None = None) -> None:
+                 store: SqliteStore | None = None, scheduler_secret: str = "",
+                 security: SecurityConfig | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.max_frame = cfg.max_payload_bytes + p.FRAME_OVERHEAD_BYTES
         self.complaints = Throttle()  # bad frames: one log line per kind and peer a minute
         self.ctx = zmq.Context()
+        # With CurveZMQ, the authenticator runs before anything binds: libzmq lets every
+        # key in while no ZAP handler is there.
+        self.auth: Authenticator | None = None
+        keys = None
+        if security is not None and security.broker_key:
+            keys = curve.read_pair(security.broker_key)
+            self.auth = Authenticator(
+                self.ctx, own=keys[0], admins=curve.read_allowed(security.admin_keys),
+                submitters=curve.read_allowed(security.client_keys),
+                workers=curve.read_allowed(security.worker_keys))
+            self.auth.start()
+        self.bound: dict[bytes, str] = {}  # client route -> the ZAP user id it spoke with
         # MAXMSGSIZE drops a connection that sends more than this, as a last line of
         # defence; frames under it but over the payload limit get a clear rejection.
-        self.clients = sockets.router(self.ctx, cfg.bind, self.max_frame * 4)
-        self.workers = sockets.router(self.ctx, cfg.worker_bind, self.max_frame * 4)
+        self.clients = sockets.router(self.ctx, cfg.bind, self.max_frame * 4, handover=False,
+                                      curve=keys, zap_domain=CLIENTS)
+        self.workers = sockets.router(self.ctx, cfg.worker_bind, self.max_frame * 4,
+                                      handover=True, curve=keys, zap_domain=WORKERS)
         self.state = BrokerState(
             now=time.monotonic(),
             wall_offset=time.time() - time.monotonic(),
@@ -69,6 +86,7 @@ class Broker:
             crons=[p.CronEntry(c.name, c.schedule, c.task, encode_args(c.args, c.kwargs),
                                c.queue, c.priority) for c in cron or ()],
             durable=store is not None,
+            scheduler_secret=scheduler_secret,
         )
         if store is not None:
             t0 = time.monotonic()
@@ -126,7 +144,8 @@ class Broker:
             if committer is not None and committer.fd in events and committer.finished():
                 self._flush_all(self.in_flight)
             if self.clients in events:
-                self._drain(self.clients, self.client_decoder, state.on_client, False, now)
+                self._drain(self.clients, self.client_decoder, state.on_client, False, now,
+                            self.auth is not None)
             if self.workers in events:
                 self._drain(self.workers, self.worker_decoder, state.on_worker, True, now)
             if signals.fd in events:
@@ -175,8 +194,11 @@ class Broker:
         outboxes.clear()
 
     def _drain(self, sock: zmq.Socket, decoder: msgspec.msgpack.Decoder, handle, from_worker: bool,
-               now: float) -> None:
+               now: float, keyed: bool = False) -> None:
+        """Read and handle what waits on one socket. `keyed`: each message's CurveZMQ
+        user id (role and key, broker/zap.py) says who sends it."""
         max_frame = self.max_frame
+        bound = self.bound
         recv, get = sock.recv, sock.getsockopt
         received = 0
         for n in range(DRAIN_MAX):
@@ -188,7 +210,14 @@ class Broker:
                 peer = recv(NOBLOCK)  # a ROUTER's first frame, always followed by one
             except zmq.Again:
                 break
-            data = recv(NOBLOCK)
+            if keyed:
+                frame = recv(NOBLOCK, copy=False)
+                data = frame.buffer
+                user = frame.get("User-Id")
+                if bound.get(peer) != user:
+                    self._bind(peer, user)
+            else:
+                data = recv(NOBLOCK)
             if get(RCVMORE):
                 frames = 2
                 while get(RCVMORE):
@@ -212,6 +241,13 @@ class Broker:
         else:
             self.again = True  # more may be waiting; come straight back after this turn
         self.heap.received += received
+
+    def _bind(self, peer: bytes, user: str) -> None:
+        """A client route speaks with this key (and role) now."""
+        if len(self.bound) >= MAX_BOUND_PEERS:
+            self.bound.clear()  # the state forgets its bindings at the same count
+        self.bound[peer] = user
+        self.state.bind_principal(peer, user[1:].encode(), user[:1] == ADMIN)
 
     def _bad_frame(self, peer: bytes, from_worker: bool, kind: str, reason: str,
                    now: float) -> None:
@@ -329,6 +365,8 @@ class Broker:
             self.store.close()
         self.clients.close()
         self.workers.close()
+        if self.auth is not None:
+            self.auth.stop()
         self.ctx.term()
 
 
@@ -344,8 +382,11 @@ def main(spec: BrokerSpec) -> int:
             log.error("broker cannot use its storage: %s", exc)
             return STORAGE_UNUSABLE
     try:
-        broker = Broker(cfg, spec.crons, store)
+        broker = Broker(cfg, spec.crons, store, spec.scheduler_secret, spec.security)
     except zmq.ZMQError as exc:
         log.error("broker cannot bind %s / %s: %s", cfg.bind, cfg.worker_bind, exc)
+        return CANNOT_START
+    except curve.KeyFileError as exc:
+        log.error("broker cannot read its keys: %s", exc)
         return CANNOT_START
     return broker.run(signals)

@@ -2,7 +2,7 @@
 
 One module per command group: node.py (run, check), tasks.py (submit, stats, tasks,
 task, cancel, requeue, dead), pools.py (workers, pools, queues, crons, scale, pause,
-resume, purge), token.py (token new), actor.py (the internal entry point of every child actor process).
+resume, purge), token.py (token new), keys.py (keys generate), actor.py (the internal entry point of every child actor process).
 
 Exit codes: 0 ok, 1 failure at run time, 2 bad usage or config. Actors use 2 and 3
 among themselves (node/specs.py) to tell their parent not to restart them.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from actorq.cli import actor, node, pools, tasks, token
+from actorq.cli import actor, keys, node, pools, tasks, token
 from actorq.cli.common import EXIT_CONFIG
 
 
@@ -27,6 +27,7 @@ def parser() -> argparse.ArgumentParser:
     tasks.add_commands(sub)
     pools.add_commands(sub)
     token.add_commands(sub)
+    keys.add_commands(sub)
     return ap
 
 

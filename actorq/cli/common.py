@@ -20,6 +20,7 @@ BROKER_ENV = "ACTORQ_BROKER"  # where the broker address comes from without --br
 BROKER_HELP = (f"the broker's client endpoint (default: the [broker] bind of -c CONFIG, "
                f"else ${BROKER_ENV}, else {DEFAULT_BROKER})")
 CONNECT_TIMEOUT_S = 5.0
+KEY_ENV, BROKER_KEY_ENV = "ACTORQ_KEY", "ACTORQ_BROKER_KEY"  # CurveZMQ key files
 
 
 class CommandError(Exception):
@@ -37,17 +38,42 @@ def add_broker_options(parser: argparse.ArgumentParser, *, json_output: bool = T
                         help="a node's config: the broker address is read from its [broker]")
     parser.add_argument("--timeout", type=float, default=None,
                         help=f"seconds to wait for the broker (default {CONNECT_TIMEOUT_S:g})")
+    parser.add_argument("--client-key", default=None, help="CurveZMQ: this client's NAME.key_secret "
+                        f"file (default: the node's key with -c CONFIG, else ${KEY_ENV})")
+    parser.add_argument("--broker-key", default=None, help="CurveZMQ: the broker's public "
+                        f"key file (default: from -c CONFIG, else ${BROKER_KEY_ENV})")
     if json_output:
         parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
+
+
+def broker_keys(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The CurveZMQ key files to connect with: flags, else the node's own keys from -c
+    CONFIG (an operator on the broker's machine), else the environment."""
+    key, broker_key = args.client_key, args.broker_key
+    if key or broker_key:
+        return key, broker_key
+    if getattr(args, "config", None):
+        cfg = _config(args.config)
+        sec = cfg.security
+        if sec.broker_key:
+            return sec.broker_key, sec.broker_key
+        if sec.key:
+            return sec.key, sec.broker_public_key
+    return os.environ.get(KEY_ENV) or None, os.environ.get(BROKER_KEY_ENV) or None
+
+
+def _config(path: str):
+    cfg = load_config(path)
+    if cfg is None:
+        raise CommandError(f"cannot read {path}", EXIT_CONFIG)
+    return cfg
 
 
 def broker_address(args: argparse.Namespace) -> str:
     if args.broker:
         return args.broker
     if getattr(args, "config", None):
-        cfg = load_config(args.config)
-        if cfg is None:
-            raise CommandError("cannot read the broker address", EXIT_CONFIG)
+        cfg = _config(args.config)
         if cfg.broker is None:
             raise CommandError(f"{args.config} has no [broker]; give --broker", EXIT_CONFIG)
         if cfg.broker.bind.endswith(":*"):
@@ -68,9 +94,14 @@ def with_client(args: argparse.Namespace, work: Callable[[Any], int]) -> int:
         args.timeout = CONNECT_TIMEOUT_S
     try:
         address = broker_address(args)
+        key, broker_key = broker_keys(args)
         with Client(address, connect_timeout=args.timeout,
-                    request_timeout=max(args.timeout, 10.0)) as client:
+                    request_timeout=max(args.timeout, 10.0), key=key,
+                    broker_key=broker_key) as client:
             return work(client)
+    except ValueError as exc:  # key files
+        print(f"actorq: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except CommandError as exc:
         print(f"actorq: {exc}", file=sys.stderr)
         return exc.code

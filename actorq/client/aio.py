@@ -30,6 +30,7 @@ from actorq.client.session import (
     PING_INTERVAL_S,
     Session,
     deadline_after,
+    keys_for,
     needs_ack,
     remaining,
 )
@@ -45,12 +46,14 @@ class AsyncClient:
     """The Client's API as coroutines, for code already running an event loop.
 
     `async with AsyncClient(address) as client:` connects (raising BrokerUnavailable
-    after `connect_timeout`) and closes on exit.
+    after `connect_timeout`) and closes on exit. `key` and `broker_key` are as Client's.
     """
 
     def __init__(self, address: str, *, connect_timeout: float = 10.0,
-                 request_timeout: float = 30.0) -> None:
+                 request_timeout: float = 30.0, key: str | None = None,
+                 broker_key: str | None = None) -> None:
         self.address = address
+        self._keys = keys_for(key, broker_key)  # CurveZMQ, as Client takes them
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self._session = Session(address)
@@ -67,7 +70,8 @@ class AsyncClient:
     async def connect(self) -> AsyncClient:
         loop = self._loop = asyncio.get_running_loop()
         self._ctx = zmq.Context()
-        self._sock = sockets.dealer(self._ctx, self.address, self._session.identity)
+        self._sock = sockets.dealer(self._ctx, self.address, self._session.identity,
+                                    self._keys)
         self._connected = loop.create_future()
         loop.add_reader(self._sock.getsockopt(zmq.FD), self._on_readable)
         self._ticker = loop.create_task(self._tick())

@@ -4,12 +4,9 @@ It builds and validates task specs, batches what is to be sent, applies what the
 broker answers to the handles waiting on it, and notices a restarted broker.
 The two clients only move bytes and wake waiters.
 
-Task ids are made here: milliseconds since the epoch first (so ids sort by
-creation time, which keeps the SQLite store's inserts local), then a per-client
-random prefix of 40 bits and a counter (so two clients never collide). 31
-characters, not more: CPython stores a string of up to 31 ASCII characters in an
-80-byte block and one of 32 to 47 in a 96-byte one, and the broker keeps one id
-per task (16 MB of a million-task backlog).
+Task ids come from ids.py. The routing identity is random, and appears in no id:
+it is what the broker sends a client's results to, so knowing a task id gives
+nobody a way to receive them.
 """
 
 from __future__ import annotations
@@ -24,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from actorq.client.ids import TaskIds
 from actorq.errors import BrokerUnavailable, RequestRejected, SubmitRejected
 from actorq.node.config import DEFAULT_MAX_PAYLOAD_BYTES
 from actorq.tasks.options import SUBMIT_OPTIONS
 from actorq.tasks.options import build as build_options
 from actorq.tasks.registry import lookup
+from actorq.wire import curve
 from actorq.wire import protocol as p
 from actorq.wire.payload import encode_args
 
@@ -45,6 +44,19 @@ UNSERVED_WARN_EVERY_S = 60.0  # how often a client repeats that a queue has no c
 log = logging.getLogger("actorq.client")
 
 
+def keys_for(key: str | None, broker_key: str | None) -> curve.ClientCurve | None:
+    """A client's CurveZMQ keys from its key files, or None without them."""
+    if key is None and broker_key is None:
+        return None
+    if key is None or broker_key is None:
+        raise ValueError("CurveZMQ needs both key (this client's .key_secret file) and "
+                         "broker_key (the broker's public key file)")
+    try:
+        return curve.client_curve(key, broker_key)
+    except curve.KeyFileError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class Request:
     """A request awaiting its reply (status, cancel, stats)."""
 
@@ -59,11 +71,8 @@ class Request:
 class Session:
     def __init__(self, address: str) -> None:
         self.address = address
-        self.prefix = secrets.token_hex(5)
-        self.identity = f"c-{self.prefix}".encode()
-        self._counter = itertools.count(1)
-        self._base = ""  # new_id's millisecond prefix, and until when it holds
-        self._base_until = 0.0
+        self.identity = f"c-{secrets.token_hex(16)}".encode()
+        self.ids = TaskIds()
         self.warned: dict[str, float] = {}  # queue -> when we last said nobody consumes it
         self._req = itertools.count(1)
         self.outbox: deque[p.TaskSpec] = deque()
@@ -87,18 +96,8 @@ class Session:
 
     # ---- building submissions ------------------------------------------------------
 
-    def _id_base(self) -> str:
-        return f"{int(time.time() * 1000):011x}-{self.prefix}"
-
     def new_id(self) -> str:
-        # The zero-padded counter keeps ids of one millisecond in submission order.
-        # The millisecond part is formatted once a millisecond, not once an id: a
-        # tight loop of submit() spent a fifth of its time building it.
-        now = time.monotonic()
-        if now >= self._base_until:
-            self._base = self._id_base()
-            self._base_until = now + 0.001
-        return f"{self._base}{next(self._counter):09x}"
+        return self.ids.one()
 
     def _options(self, name: Any, overrides: dict[str, Any]
                  ) -> tuple[str, str, int, p.Options | None]:
@@ -188,11 +187,9 @@ class Session:
 
     def specs(self, prepared: list[tuple]) -> list[p.TaskSpec]:
         """Task specs (with ids) for prepared items; cannot fail."""
-        base = self._id_base()
-        counter = self._counter
         Spec = p.TaskSpec
-        return [Spec(f"{base}{next(counter):09x}", name, payload, queue, priority, opts)
-                for (name, queue, priority, opts), payload in prepared]
+        return [Spec(tid, name, payload, queue, priority, opts) for tid, ((name, queue, priority,
+                opts), payload) in zip(self.ids.many(len(prepared)), prepared)]
 
     def build_many(self, items: Iterable[tuple], overrides: dict[str, Any]) -> list[p.TaskSpec]:
         """Validate and encode every item before any is queued; errors name the item."""

@@ -18,6 +18,7 @@ from typing import Any
 import zmq
 
 from actorq.client import requests
+from actorq.client.session import keys_for
 from actorq.client.handles import ChainHandle, GroupHandle, TaskHandle, check_owner, collect
 from actorq.client.requests import cron_entry, first_info, scale_bounds
 from actorq.client.session import (
@@ -39,16 +40,22 @@ class Client(SyncIO):
     seconds for the broker to answer, raising BrokerUnavailable if it does not.
     Use it as a context manager, or call close(): closing waits (up to
     `close_timeout`) until every submission was acknowledged.
+
+    A broker with CurveZMQ needs `key` (this client's NAME.key_secret file, whose
+    public key is on the broker's client or admin allow-list) and `broker_key` (the
+    broker's public key file): docs/security.md.
     """
 
     def __init__(self, address: str, *, connect_timeout: float = 10.0,
-                 request_timeout: float = 30.0) -> None:
+                 request_timeout: float = 30.0, key: str | None = None,
+                 broker_key: str | None = None) -> None:
         self.address = address
         self.request_timeout = request_timeout
         self._session = Session(address)
         self._cond = threading.Condition()
         self._ctx = zmq.Context()
-        self._sock = sockets.dealer(self._ctx, address, self._session.identity)
+        self._sock = sockets.dealer(self._ctx, address, self._session.identity,
+                                    keys_for(key, broker_key))
         self._wake_r, self._wake_w = sockets.wake_pipe()
         self._wake_armed = False
         self._wake_owed = False  # a submission was sent while nobody watched the socket

@@ -23,7 +23,7 @@ from actorq.http.api import Api
 from actorq.http.auth import Tokens
 from actorq.http.events import EventHub
 from actorq.metrics import StatsCollector
-from actorq.node import actor
+from actorq.node import actor, security
 from actorq.node.specs import CANNOT_START, GatewaySpec
 from actorq.wire.protocol import Stats
 
@@ -36,7 +36,9 @@ STATS_TIMEOUT_S = 2.0  # a scrape or health check waits this long for the broker
 class Gateway:
     def __init__(self, spec: GatewaySpec) -> None:
         self.spec = spec
-        self.client = AsyncClient(spec.broker)
+        keys = spec.curve
+        self.client = AsyncClient(spec.broker, key=keys.key if keys else None,
+                                  broker_key=keys.server if keys else None)
         self.collector = StatsCollector()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
@@ -116,7 +118,10 @@ class Gateway:
                                keepalive_timeout=self.spec.idle_timeout)
         await runner.setup()
         host, port = self.spec.bind.rsplit(":", 1)
-        site = web.TCPSite(runner, host, int(port))
+        tls = None
+        if self.spec.tls_cert:
+            tls = security.tls_context(self.spec.tls_cert, self.spec.tls_key)
+        site = web.TCPSite(runner, host, int(port), ssl_context=tls)
         try:
             await site.start()
         except OSError as exc:
@@ -125,7 +130,8 @@ class Gateway:
             return CANNOT_START
         bound = runner.addresses[0]
         address = f"{bound[0]}:{bound[1]}"
-        log.info("gateway serving http://%s (/health, /metrics, /api%s)", address,
+        log.info("gateway serving %s://%s (/health, /metrics, /api%s)",
+                 "https" if tls else "http", address,
                  ", tokens required" if self.spec.tokens else "")
         actor.report_ready({"http": address})
         await stop.wait()

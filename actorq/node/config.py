@@ -8,7 +8,6 @@ must stop the node, not run it with defaults.
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 import re
 import tomllib
 from pathlib import Path
@@ -16,6 +15,8 @@ from pathlib import Path
 import msgspec
 
 from actorq.errors import ConfigError
+from actorq.node import security
+from actorq.node.security import is_loopback
 from actorq.tasks import cron as crons
 
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -65,6 +66,23 @@ class HttpConfig(msgspec.Struct, **_strict):
     # A connection that sends no complete request for this long is closed, so idle and
     # half-open connections cannot pile up to the fd limit.
     idle_timeout: float = 60.0
+    tls_cert: str = ""  # PEM certificate chain: the gateway serves HTTPS ...
+    tls_key: str = ""  # ... with this PEM private key
+
+
+class SecurityConfig(msgspec.Struct, **_strict):
+    """CurveZMQ keys and allow-lists (docs/security.md). Paths are from the config's
+    directory; key files are what `actorq keys generate` writes."""
+
+    broker_key: str = ""  # the broker's pair (NAME.key_secret): turns CurveZMQ on
+    client_keys: list[str] = msgspec.field(default_factory=list)  # may submit (own tasks)
+    admin_keys: list[str] = msgspec.field(default_factory=list)  # may do everything
+    worker_keys: list[str] = msgspec.field(default_factory=list)  # workers, supervisors
+    key: str = ""  # this node's pair, for pools joining a remote broker
+    broker_public_key: str = ""  # that remote broker's public key (NAME.key)
+    # Listen (or connect) beyond loopback without CurveZMQ, or serve HTTP beyond it
+    # without TLS: refused unless this says it is meant, and then warned at every start.
+    allow_insecure: bool = False
 
 
 class StorageConfig(msgspec.Struct, **_strict):
@@ -119,6 +137,7 @@ class Config(msgspec.Struct, **_strict):
     storage: StorageConfig | None = None
     pools: list[PoolConfig] = msgspec.field(default_factory=list)
     cron: list[CronConfig] = msgspec.field(default_factory=list)
+    security: SecurityConfig = msgspec.field(default_factory=SecurityConfig)
 
 
 _PATH_RE = re.compile(r"`\$((?:\.[A-Za-z_][\w-]*|\[\d+\])*)`")
@@ -198,6 +217,7 @@ def _check(config: Config, file: str) -> None:
             raise ConfigError(file, f"pools[{i}].name", f"pool name {pool.name!r} is used twice")
         names.add(pool.name)
         _check_pool(pool, f"pools[{i}]", config.broker is not None, file)
+    security.check(config, file)
 
 
 def _check_http(http: HttpConfig, file: str) -> None:
@@ -230,16 +250,6 @@ def _importable(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
-        return False
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (an address or a name) is this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
         return False
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import time
 from pathlib import Path
 
 import zmq
 
-from actorq.node import actor
+from actorq.node import actor, security
 from actorq.node.children import Child, RestartIntensity, wait_all
 from actorq.node.config import Config
 from actorq.node.specs import (
@@ -51,6 +52,9 @@ class Node:
         self.endpoints: dict[str, str] = {}
         self.http_bind: str | None = None
         self.level = config.node.log_level
+        self.scheduler_secret = secrets.token_hex(16)  # see BrokerSpec
+        self.curve = security.broker_curve(config)  # keys the actors connect with
+        security.warn_exposures(config)  # allowed ones: the config refuses the others
 
     # ---- starting actors -------------------------------------------------------------
 
@@ -58,9 +62,13 @@ class Node:
         cfg = self.config
         if name == "broker":
             child = Child("broker", name, BrokerSpec(config=cfg.broker, crons=cfg.cron,
-                                                     storage=cfg.storage), self.level)
+                                                     storage=cfg.storage,
+                                                     scheduler_secret=self.scheduler_secret,
+                                                     security=cfg.security),
+                          self.level)
         elif name == "scheduler":
-            spec = SchedulerSpec(broker=self.endpoints["worker_bind"])
+            spec = SchedulerSpec(broker=self.endpoints["worker_bind"],
+                                 secret=self.scheduler_secret, curve=self.curve)
             child = Child("scheduler", name, spec, self.level)
         elif name == "gateway":
             spec = GatewaySpec(bind=self.http_bind or cfg.http.bind,
@@ -68,12 +76,14 @@ class Node:
                                pools={pl.name: pl.bounds[0] for pl in cfg.pools},
                                tokens=cfg.http.tokens,
                                max_body_bytes=cfg.broker.max_payload_bytes + 65536,
-                               idle_timeout=cfg.http.idle_timeout)
+                               idle_timeout=cfg.http.idle_timeout, curve=self.curve,
+                               tls_cert=cfg.http.tls_cert, tls_key=cfg.http.tls_key)
             child = Child("gateway", name, spec, self.level)
         else:
             pool = next(pl for pl in cfg.pools if f"pool:{pl.name}" == name)
             spec = SupervisorSpec(pool=pool, broker=pool.broker or self.endpoints["worker_bind"],
-                                  shutdown_grace=cfg.node.shutdown_grace, log_level=self.level)
+                                  shutdown_grace=cfg.node.shutdown_grace, log_level=self.level,
+                                  curve=self.curve)
             child = Child("supervisor", name, spec, self.level)
         self.children[name] = child
         return child

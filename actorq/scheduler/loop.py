@@ -33,10 +33,12 @@ MAX_IDS_PER_MESSAGE = 5000
 
 class Scheduler:
     def __init__(self, spec: SchedulerSpec, signals: actor.Signals) -> None:
+        self.spec = spec
         self.signals = signals
         self.ctx = zmq.Context()
         ident = f"scheduler.{socket.gethostname()}.{os.getpid()}"
-        self.sock = sockets.dealer(self.ctx, spec.broker, ident.encode())
+        self.sock = sockets.dealer(self.ctx, spec.broker, ident.encode(),
+                                   spec.curve.load() if spec.curve else None)
         self.decoder = p.decoder(p.BrokerToWorker)
         # (due, kind, key): kind 0 = a task id, 1 = a cron entry name. Entries are
         # removed lazily: one whose due time no longer matches `due_of` is skipped.
@@ -55,7 +57,7 @@ class Scheduler:
 
     def _hello(self) -> None:
         self._send(p.Hello(version=p.PROTOCOL_VERSION, role="scheduler", pid=os.getpid(),
-                           host=socket.gethostname()))
+                           host=socket.gethostname(), secret=self.spec.secret))
 
     # ---- what the broker says --------------------------------------------------------
 

@@ -35,6 +35,7 @@ class Record(msgspec.Struct, array_like=True, gc=False):
     error: str | None
     traceback: str | None
     token: int = 0  # lease token of the latest attempt: its worker's result still counts
+    owner: bytes | None = None  # who submitted it: a client key, or a route (access.py)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -83,13 +84,14 @@ def prepare(journal: Journal, scheduled: dict[str, float]) -> Batch:
     for t in journal.changed.values():
         run = t.run
         rec = bytearray()
+        owner = t.owner
         if run is None:  # never ran: the common case of a submission
             into(Record(t.name, t.queue, t.priority, t.payload, t.submitted_at, 0, t.opts,
-                        due(t.id), 0.0, 0.0, None, None, None), rec)
+                        due(t.id), 0.0, 0.0, None, None, None, 0, owner), rec)
         else:
             into(Record(t.name, t.queue, t.priority, t.payload, t.submitted_at,
                         run.attempts, t.opts, due(t.id), run.started_at, run.finished_at,
-                        run.value, run.error, run.traceback, run.token), rec)
+                        run.value, run.error, run.traceback, run.token, owner), rec)
         add((t.id, text[t.state], rec))
     crons = None
     if journal.crons is not None:

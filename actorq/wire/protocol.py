@@ -115,6 +115,8 @@ class Hello(msgspec.Struct, **_msg):
     holding: list[Holding] = []  # a worker's leases when it (re)registers
     slots: int = 0  # a worker's slots: how many of its leases can be running at once
     tasks: list[str] = []  # a worker's registered task names: they get counters of their own
+    supervisor: str = ""  # a worker's supervisor (its routing id): only it reports the exit
+    secret: str = ""  # the scheduler's proof that its node started it (BrokerSpec)
 
 
 class Welcome(msgspec.Struct, **_msg):

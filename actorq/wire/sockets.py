@@ -1,7 +1,11 @@
 """ZeroMQ sockets as the design wants them, and the helpers every peer shares.
 
 - Broker ROUTERs set ROUTER_MANDATORY (a send to a vanished peer raises instead of
-  vanishing) and ROUTER_HANDOVER (a peer reconnecting under its id is back at once).
+  vanishing). The worker endpoint also sets ROUTER_HANDOVER (a worker reconnecting
+  under its id after a partition is back at once). The client endpoint must not: a
+  second connection under a client's id would take over its route and receive its
+  results. It sends ZMTP heartbeats instead, so that the route of a client that
+  vanished without a word is freed for its reconnection within seconds.
 - Every socket has bounded queues and a bounded linger, and DEALERs reconnect
   with a back-off capped at protocol.RECONNECT_MAX_MS.
 - Frames go one at a time with plain-int flags (see below), and a wake pipe lets
@@ -18,6 +22,7 @@ import msgspec
 import zmq
 
 from actorq.wire import protocol
+from actorq.wire.curve import ClientCurve
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +64,29 @@ def drain(fd: int) -> None:
         pass
 
 
-def router(ctx: zmq.Context, endpoint: str, max_frame_bytes: int) -> zmq.Socket:
-    """A broker ROUTER: sends to vanished peers raise, reconnecting peers take over at once."""
+CLIENT_HEARTBEAT_MS = 1000  # ZMTP pings on the client endpoint ...
+CLIENT_HEARTBEAT_TIMEOUT_MS = 5000  # ... and how long a silent connection is kept
+
+
+def router(ctx: zmq.Context, endpoint: str, max_frame_bytes: int, *,
+           handover: bool, curve: tuple[bytes, bytes] | None = None,
+           zap_domain: str = "") -> zmq.Socket:
+    """A broker ROUTER: sends to vanished peers raise; with `handover`, a peer
+    reconnecting under its id takes over at once, else its old connection must go
+    first (found dead by heartbeats). With `curve` (the broker's public and secret
+    key) it is a CurveZMQ server whose handshakes the authenticator of `zap_domain`
+    decides (broker/zap.py)."""
     sock = ctx.socket(zmq.ROUTER)
+    if curve is not None:
+        sock.curve_server = True
+        sock.curve_publickey, sock.curve_secretkey = curve
+        sock.zap_domain = zap_domain.encode()
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    if handover:
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    else:
+        sock.setsockopt(zmq.HEARTBEAT_IVL, CLIENT_HEARTBEAT_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, CLIENT_HEARTBEAT_TIMEOUT_MS)
     sock.setsockopt(zmq.LINGER, LINGER_MS)
     sock.setsockopt(zmq.SNDHWM, SNDHWM)
     sock.setsockopt(zmq.RCVHWM, SNDHWM)
@@ -72,8 +95,11 @@ def router(ctx: zmq.Context, endpoint: str, max_frame_bytes: int) -> zmq.Socket:
     return sock
 
 
-def dealer(ctx: zmq.Context, endpoint: str, identity: bytes) -> zmq.Socket:
+def dealer(ctx: zmq.Context, endpoint: str, identity: bytes,
+           curve: ClientCurve | None = None) -> zmq.Socket:
     sock = ctx.socket(zmq.DEALER)
+    if curve is not None:
+        curve.apply(sock)
     sock.setsockopt(zmq.IDENTITY, identity)
     sock.setsockopt(zmq.LINGER, LINGER_MS)
     sock.setsockopt(zmq.SNDHWM, SNDHWM)

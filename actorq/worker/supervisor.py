@@ -43,8 +43,9 @@ class Supervisor:
         self.signals = signals
         self.host = socket.gethostname()
         self.ctx = zmq.Context()
-        ident = f"sup.{self.pool.name}.{self.host}.{os.getpid()}"
-        self.sock = sockets.dealer(self.ctx, spec.broker, ident.encode())
+        self.ident = f"sup.{self.pool.name}.{self.host}.{os.getpid()}"
+        self.sock = sockets.dealer(self.ctx, spec.broker, self.ident.encode(),
+                                   spec.curve.load() if spec.curve else None)
         self.decoder = p.decoder(p.BrokerToWorker)
         self.workers: dict[str, Child] = {}
         self.boards: dict[str, RunningBoard] = {}  # worker -> what it runs (running.py)
@@ -75,7 +76,8 @@ class Supervisor:
     def spawn(self) -> None:
         self.counter += 1
         wid = f"{self.pool.name}.{self.host}.{os.getpid()}.{self.counter}"
-        spec = WorkerSpec(pool=self.pool, broker=self.spec.broker, worker_id=wid)
+        spec = WorkerSpec(pool=self.pool, broker=self.spec.broker, worker_id=wid,
+                          supervisor=self.ident, curve=self.spec.curve)
         board = self.boards[wid] = RunningBoard.create(wid, places(self.pool.concurrency))
         self.workers[wid] = Child("worker", wid, spec, self.spec.log_level,
                                   fds={BOARD_FD_ENV: board.fd})

@@ -69,7 +69,8 @@ class Worker(Execution, Interruptions):
         self.slots = self.pool.concurrency
         self.credit = CreditWindow(self.slots, self.pool.prefetch)
         self.ctx = zmq.Context()
-        self.sock = sockets.dealer(self.ctx, spec.broker, spec.worker_id.encode())
+        self.sock = sockets.dealer(self.ctx, spec.broker, spec.worker_id.encode(),
+                                   spec.curve.load() if spec.curve else None)
         self.decoder = p.decoder(p.BrokerToWorker)
         self.max_result_bytes = DEFAULT_MAX_PAYLOAD_BYTES
         self.heartbeat_s = 1.0
@@ -164,7 +165,8 @@ class Worker(Execution, Interruptions):
                            rate_limits={n: d.rate_limit for n, d in self.allowed.items()
                                         if d.rate_limit},
                            holding=[p.Holding(tid, token) for token, tid in self.holding.items()],
-                           slots=self.slots, tasks=list(self.allowed)))
+                           slots=self.slots, tasks=list(self.allowed),
+                           supervisor=self.spec.supervisor))
 
     def _handle(self, msg: object) -> None:
         match msg:

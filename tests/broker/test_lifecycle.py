@@ -5,7 +5,7 @@ monotonic and unix seconds are the same numbers here."""
 from actorq.broker.state import BrokerState
 from actorq.wire import protocol as p
 from tests.broker import fakes
-from tests.broker.fakes import C, C2, W1, SUP, SCHED, turn
+from tests.broker.fakes import C, W1, SUP, SCHED, turn, with_scheduler
 
 
 def fresh(**kw) -> BrokerState:
@@ -28,11 +28,6 @@ def fail(lease, retry=True):
 
 def ok(lease, value=b"\x01"):
     return p.Report([p.Result(lease.id, lease.token, True, value)])
-
-
-def with_scheduler(s, now=0.0):
-    s.on_worker(SCHED, p.Hello(version=p.PROTOCOL_VERSION, role="scheduler"), now)
-    return s.take_outbox()
 
 
 def test_retries_back_off_through_the_scheduler_then_dead_then_requeue():
@@ -124,13 +119,13 @@ def test_a_long_chain_cancels_without_recursion():
     assert s.tasks[f"t{n-1}"].state == "cancelled"
 
 
-def test_idempotency_key_returns_the_first_task_to_every_submitter():
+def test_idempotency_key_returns_the_first_task_to_its_submitter():
     s = fresh()
     s.on_client(C, p.Submit([spec(0, key="k")]), 0)
-    s.on_client(C2, p.Submit([spec(1, key="k")]), 0)
+    s.on_client(C, p.Submit([spec(1, key="k")]), 0)
     out = s.take_outbox()
-    assert out.accepted[C2] == ["t1"] and out.aliases[C2] == {"t1": "t0"}
-    assert "t1" not in s.tasks and s.tasks["t0"].watchers == [C, C2]
+    assert out.accepted[C] == ["t0", "t1"] and out.aliases[C] == {"t1": "t0"}
+    assert "t1" not in s.tasks and s.tasks["t0"].watchers == C
 
 
 def test_ignore_result_keeps_nothing_after_success():
@@ -156,7 +151,7 @@ def test_expiry_before_start_and_at_submit():
 
 def test_rate_limit_spaces_dispatches_and_lets_other_tasks_pass():
     s = fresh()
-    s.on_worker(W1, hello(credit=100, rate_limits={"m:slow": 10.0}), 0)
+    s.on_worker(W1, hello(credit=100, rate_limits={"m:slow": 10.0}, tasks=["m:slow"]), 0)
     s.on_client(C, p.Submit([spec(i, "m:slow") for i in range(3)] + [spec(9)]), 0)
     out = turn(s, 0.0)
     assert [le.id for le in out.dispatch[W1]] == ["t0", "t9"]

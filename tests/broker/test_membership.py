@@ -14,7 +14,7 @@ def fresh(**kw) -> BrokerState:
 
 def hello(credit: int, slots: int = 1) -> p.Hello:
     return p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool="default",
-                   queues=["default"], credit=credit, slots=slots)
+                   queues=["default"], credit=credit, slots=slots, supervisor=SUP.decode())
 
 
 def submit(s: BrokerState, n: int, now: float = 0.0) -> None:
@@ -58,7 +58,8 @@ def test_a_task_that_keeps_killing_workers_backs_off_then_is_dead():
     assert task.state == "scheduled"
     assert CRASH_BACKOFF_S / 2 <= s.scheduled["t0"] <= CRASH_BACKOFF_S
     # Due again, a third loss: dead, saying why
-    s.on_worker(b"timer", p.Due(["t0"]), 2.0)
+    fakes.with_scheduler(s, 2.0)
+    s.on_worker(fakes.SCHED, p.Due(["t0"]), 2.0)
     s.on_worker(W1, hello(credit=1), 2.0)
     lease = turn(s, 2.0).dispatch[W1][0]
     exited(s, W1, [lease.token], 2.0)
@@ -148,3 +149,44 @@ def test_a_broker_that_was_itself_stalled_does_not_blame_its_workers():
         turn(s, t)
     assert W1 not in s.workers and s.tasks["t0"].state == "queued"
 
+
+
+def test_only_a_workers_own_supervisor_can_report_its_exit():
+    # Given a worker running a task, and a second supervisor that did not start it
+    s = fakes.fresh()
+    s.on_worker(SUP, sup_hello(), 0)
+    s.on_worker(b"rogue", sup_hello(), 0)
+    s.on_worker(W1, hello(credit=1), 0)
+    submit(s, 1)
+    lease = turn(s).dispatch[W1][0]
+    # When the rogue says it exited, nothing happens to its lease
+    s.on_worker(b"rogue", p.WorkerExited(worker="w1", exit_code=-9, running=[lease.token]), 0.1)
+    turn(s, 0.1)
+    assert s.tasks["t0"].state == "running" and W1 in s.workers
+    assert s.worker_restarts.get("default", 0) == 0 and s.bad_frames_total == 1
+    # And its own supervisor's word is taken
+    exited(s, W1, [lease.token], 0.2)
+    assert s.tasks["t0"].state == "queued" and W1 not in s.workers
+
+
+def test_only_the_scheduler_the_node_started_is_the_scheduler():
+    s = fakes.fresh(scheduler_secret="s3cret")
+    s.on_client(C, p.Submit([p.TaskSpec("t0", "m:f", b"", opts=p.Options(not_before=100.0))]), 0)
+    s.on_worker(b"rogue", p.Hello(version=p.PROTOCOL_VERSION, role="scheduler"), 0)
+    out = turn(s)
+    assert s.scheduler is None
+    assert [m.code for _, m in out.to_workers] == ["bad_role"]
+    # What it says is due stays scheduled
+    s.on_worker(b"rogue", p.Due(["t0"]), 0.1)
+    assert s.tasks["t0"].state == "scheduled"
+    s.on_worker(fakes.SCHED, p.Hello(version=p.PROTOCOL_VERSION, role="scheduler",
+                                     secret="s3cret"), 0.2)
+    assert s.scheduler == fakes.SCHED
+
+
+def test_a_worker_cannot_rate_limit_a_task_it_does_not_register():
+    s = fakes.fresh()
+    s.on_worker(W1, p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool="default",
+                            queues=["default"], credit=1, tasks=["m:mine"],
+                            rate_limits={"m:mine": 5.0, "victim:task": 0.001}), 0)
+    assert set(s.limits) == {"m:mine"}

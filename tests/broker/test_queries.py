@@ -6,6 +6,7 @@ import pytest
 from actorq.broker.state import BrokerState
 from actorq.broker.state.queries import LIST_SCAN_MIN, BadRequest
 from actorq.wire import protocol as p
+from tests.broker import fakes
 from tests.broker.fakes import C, W1, fresh, turn
 
 
@@ -71,7 +72,8 @@ def test_a_task_in_full_has_its_arguments_result_and_every_attempt():
     submit(s, ["r1"], retries=1, backoff=0.001, max_backoff=0.001)
     lease = turn(s).dispatch[W1][0]
     s.on_worker(W1, p.Report([p.Result("r1", lease.token, False, None, "ValueError: no")]), 1)
-    s.on_worker(b"timer", p.Due(["r1"]), 2)
+    fakes.with_scheduler(s, 2)
+    s.on_worker(fakes.SCHED, p.Due(["r1"]), 2)
     lease = turn(s, 2).dispatch[W1][0]
     s.on_worker(W1, p.Report([p.Result("r1", lease.token, True, b"\x2a")]), 3)
     info = s._detail(s.tasks["r1"])

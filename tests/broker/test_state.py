@@ -12,7 +12,7 @@ def spec(i, queue="default", priority=0, payload=b"\x92\x90\x80"):
 
 def worker_hello(credit=1, queues=("default",), pool="default"):
     return p.Hello(version=p.PROTOCOL_VERSION, role="worker", pool=pool, queues=list(queues),
-                   credit=credit)
+                   credit=credit, supervisor=SUP.decode())
 
 
 def ok(lease: p.Lease, value=b"\x01") -> p.Result:
@@ -155,11 +155,11 @@ def test_validation_rejects_without_touching_other_tasks():
 def test_resubmitting_an_id_is_a_no_op_that_acks_again():
     s = fresh()
     s.on_client(C, p.Submit([spec(0)]), 0)
-    s.on_client(b"other", p.Submit([spec(0)]), 0)
+    s.on_client(C, p.Submit([spec(0)]), 0)
     out = turn(s)
-    assert out.accepted == {C: ["t0"], b"other": ["t0"]}
+    assert out.accepted == {C: ["t0", "t0"]}
     assert s.queued == 1 and s.submitted_total == 1
-    assert s.tasks["t0"].watchers == [C, b"other"]
+    assert s.tasks["t0"].watchers == C
 
 def test_supervisor_report_requeues_leases_at_once_and_next_attempt_counts():
     s = fresh()

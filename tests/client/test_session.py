@@ -31,10 +31,20 @@ def submit(s: Session, name="m:f", args=(1,), **kw) -> HandleBase:
 
 def test_ids_are_unique_and_sort_by_creation_time():
     s = Session("tcp://x")
-    ids = [s.new_id() for _ in range(1000)]
-    assert len(set(ids)) == 1000
-    assert ids[0].split("-")[0] <= ids[-1].split("-")[0]
-    assert Session("tcp://x").prefix != s.prefix
+    ids = [s.new_id() for _ in range(1000)] + [t.id for t in s.specs([(("m:f", "q", 0, None), b"")] * 1000)]
+    assert len(set(ids)) == 2000
+    assert all(len(i) <= 31 for i in ids)
+    assert [i.split("-")[0] for i in ids] == sorted(i.split("-")[0] for i in ids)
+
+
+def test_ids_reveal_nothing_of_the_client_and_cannot_be_guessed():
+    a, b = Session("tcp://x"), Session("tcp://x")
+    assert a.identity != b.identity
+    ids = [a.new_id() for _ in range(1000)]
+    assert not any(a.identity.decode()[2:][:8] in i for i in ids)
+    # The random part of consecutive ids shares nothing a guesser could extend.
+    tails = [i.split("-")[1] for i in ids]
+    assert len(set(tails)) == 1000 and all(len(t) == 12 for t in tails)
 
 
 @pytest.mark.parametrize("name, args, queue, priority, error", [

@@ -223,9 +223,12 @@ def test_idempotency_keys_and_ignore_result(node, client):
     n = node()
     c, other = client(n), client(n)
     a = c.submit(f"{L}:double", (1,), key="order-42")
+    again = c.submit(f"{L}:double", (99,), key="order-42")
+    assert again.id == a.id and again.result(timeout=10) == 2
+    # Another client's key is its own (docs/security.md): nobody can squat a key.
     b = other.submit(f"{L}:double", (99,), key="order-42")
-    assert b.id == a.id and b.result(timeout=10) == 2
-    assert c.stats().submitted_total == 1
+    assert b.id != a.id and b.result(timeout=10) == 198
+    assert c.stats().submitted_total == 2
     i = c.submit(f"{L}:double", (2,), ignore_result=True)
     assert i.result(timeout=10) is None
     wait_until(lambda: _gone(c, i.id), 5)

@@ -171,6 +171,11 @@ def test_a_gateway_beyond_loopback_without_tokens_refuses_to_start(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "http.bind" in out.stderr and "allow_anonymous" in out.stderr
     cfg.write_text(cfg.read_text().replace("[http]", "[http]\nallow_anonymous = true"))
+    # Beyond loopback it also needs TLS (docs/security.md), or the explicit override
+    out = subprocess.run([sys.executable, "-m", "actorq", "check", str(cfg)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "without TLS" in out.stderr
+    cfg.write_text(cfg.read_text() + "\n[security]\nallow_insecure = true\n")
     ok = subprocess.run([sys.executable, "-m", "actorq", "check", str(cfg)], cwd=ROOT,
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr

@@ -50,7 +50,9 @@ def test_every_state_comes_back_as_it_was(tmp_path):
     # t1 was running: its worker may still have it and claim it when it says hello
     assert r.tasks["t1"].state == "running" and r.unclaimed == {"t1": None}
     assert r.tasks["t2"].state == "queued" and r.queued == 1
-    assert r.scheduled == {"t3": 50.0} and r.keys == {"k": "t3"}
+    # Its key is still its submitter's, who is still the owner of every task
+    assert r.scheduled == {"t3": 50.0} and r.keys == {(C, "k"): "t3"}
+    assert {t.owner for t in r.tasks.values()} == {C}
     assert r.tasks["t4"].state == "pending" and r.waiting == {"t4": 1}
     assert r.tasks["t5"].state == "cancelled"
     assert r.tasks["t1"].payload == b"\x01"
@@ -193,7 +195,7 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path):
     assert version == ("2",)
     assert s.tasks["t1"].state == "queued" and s.tasks["t1"].priority == 3 and s.queued == 1
     t2 = s.tasks["t2"]
-    assert s.scheduled == {"t2": 50.0} and s.keys == {"k": "t2"} and t2.queue == "q2"
+    assert s.scheduled == {"t2": 50.0} and s.keys == {(None, "k"): "t2"} and t2.queue == "q2"
     assert t2.attempts == 1 and t2.error == "E: once" and t2.opts.key == "k"
     assert s.tasks["t3"].value == b"\xc0" and s.tasks["t3"].finished_at == 3.2
     store.close()

@@ -45,6 +45,7 @@ class Intake:
         payloads = self._payloads
         journal = self.journal
         listed = self.order.ids.append
+        owner = self.principals.get(peer, peer)
         if len(strings) > MAX_INTERNED:
             strings.clear()  # a flood of distinct names must not grow this forever
         if len(payloads) > MAX_INTERNED:
@@ -57,6 +58,10 @@ class Intake:
             tid = spec.id
             existing = tasks.get(tid)
             if existing is not None:
+                if existing.owner is not None and existing.owner != owner:
+                    self._reject(peer, tid, "id_taken", "another client holds a task with "
+                                 "this id; let the client make ids")
+                    continue
                 # A resubmission of an id we hold (client retry): a no-op that answers as
                 # the first submission did, and makes sure this peer hears the outcome.
                 accepted.append(tid)
@@ -79,12 +84,13 @@ class Intake:
                              f"{MAX_NAME_LENGTH} characters")
                 continue
             if opts is not None:
-                self._submit_with_options(peer, spec, name, queue, opts, now, accepted)
+                self._submit_with_options(peer, owner, spec, name, queue, opts, now, accepted)
                 continue
             payload = spec.payload
             if len(payload) <= SHARED_PAYLOAD_BYTES:
                 payload = payloads.setdefault(payload, payload)
-            task = Task(tid, name, payload, queue, priority, QUEUED, wall, watchers=peer)
+            task = Task(tid, name, payload, queue, priority, QUEUED, wall, watchers=peer,
+                        owner=owner)
             tasks[tid] = task
             if journal is not None:
                 journal.changed[tid] = task
@@ -106,8 +112,9 @@ class Intake:
         self.queued += added
         self.submitted_total += added
 
-    def _submit_with_options(self, peer: bytes, spec: p.TaskSpec, name: str, queue: str,
-                             opts: p.Options, now: float, accepted: list[str]) -> None:
+    def _submit_with_options(self, peer: bytes, owner: bytes, spec: p.TaskSpec,
+                             name: str, queue: str, opts: p.Options, now: float,
+                             accepted: list[str]) -> None:
         """The submit path of a task with lifecycle options (its own accounting)."""
         tid = spec.id
         problem = broker_check(opts)
@@ -116,7 +123,7 @@ class Intake:
             return
         tasks = self.tasks
         if opts.key is not None:
-            first = tasks.get(self.keys.get(opts.key, ""))
+            first = tasks.get(self.keys.get((owner, opts.key), ""))
             if first is not None:
                 # Idempotent resubmission: answer with the first task and watch it.
                 accepted.append(tid)
@@ -132,7 +139,7 @@ class Intake:
                     return
         wall = now + self.wall_offset
         task = Task(tid, name, spec.payload, queue, spec.priority, PENDING, wall, watchers=peer,
-                    opts=opts)
+                    opts=opts, owner=owner)
         tasks[tid] = task
         self._touch(task)
         accepted.append(tid)
@@ -141,7 +148,7 @@ class Intake:
         if queue not in self.consumers:
             self.outbox.unserved.setdefault(peer, set()).add(queue)
         if opts.key is not None:
-            self.keys[opts.key] = tid
+            self.keys[owner, opts.key] = tid
         if opts.expires_at:
             if opts.expires_at <= wall:
                 self._finish(task, EXPIRED, now, error="Expired: its deadline had passed "
@@ -213,7 +220,7 @@ class Intake:
     def _watch(self, peer: bytes, ids: list[str]) -> None:
         for tid in ids:
             task = self.tasks.get(tid)
-            if task is None:
+            if task is None or not self._mine(peer, task):
                 out = p.Outcome(tid, "unknown", error=f"no task {tid!r} on this broker")
                 self.outbox.outcomes.setdefault(peer, []).append(out)
             else:

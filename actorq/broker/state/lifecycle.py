@@ -39,7 +39,7 @@ class Lifecycle:
         self.dependents: dict[str, list[str]] = {}  # id -> pending ids waiting on it
         self.piped: dict[str, bytes] = {}  # chain step id -> previous step's result
         self.progress: dict[str, tuple[float, Any]] = {}
-        self.keys: dict[str, str] = {}  # idempotency key -> task id
+        self.keys: dict[tuple, str] = {}  # (owner, idempotency key) -> task id
         self.dead: dict[str, None] = {}  # dead letters, oldest first
         self.retry_base: dict[str, int] = {}  # attempts before a requeue of a dead task
         self.expiries: list[tuple[float, str]] = []  # heap of (monotonic deadline, id)

@@ -11,6 +11,7 @@ import logging
 
 from actorq.broker.state.records import DEAD, RUNNING, Supervisor, Task, Worker
 from actorq.node.config import MAX_POOL_WORKERS
+from actorq.node.ratelog import Throttle, swallowed_note
 from actorq.tasks.ratelimit import Limiter
 from actorq.tasks.retry import retry_delay
 from actorq.wire import protocol as p
@@ -34,7 +35,10 @@ CRASH_BACKOFF_MAX_S = 60.0
 class Membership:
     """Part of BrokerState (see state.py): registration, liveness and deaths of peers."""
 
-    def _init_membership(self, now: float) -> None:
+    def _init_membership(self, now: float, scheduler_secret: str) -> None:
+        # Only the scheduler this broker's node started knows it ("" takes any: tests).
+        self.scheduler_secret = scheduler_secret
+        self.complaints = Throttle()  # forged claims: one log line a kind and peer a minute
         self.workers: dict[bytes, Worker] = {}
         self.consumers: dict[str, int] = {}  # queue -> live workers consuming it
         self.supervisors: dict[bytes, Supervisor] = {}
@@ -48,6 +52,10 @@ class Membership:
             self.supervisors[peer] = Supervisor(peer, hello.pool, now, host=hello.host,
                                                 queues=tuple(hello.queues))
         elif hello.role == "scheduler":
+            if self.scheduler_secret and hello.secret != self.scheduler_secret:
+                self._refuse(peer, now, "bad_role", "this broker's scheduler is the one its "
+                             "node started; a peer that cannot say so is not it")
+                return
             self._scheduler_hello(peer, now)
             return
         elif hello.role == "worker":
@@ -68,9 +76,15 @@ class Membership:
             if hello.holding:
                 self._adopt(worker, hello.holding, now)
             self._name_tasks(hello.tasks)
+            # A limit belongs to a task this worker registers: a peer cannot limit
+            # somebody else's task.
+            registered = set(hello.tasks)
             for name, rate in hello.rate_limits.items():
                 lim = self.limits.get(name)
-                if rate > 0 and (lim is None or lim.interval != 1.0 / rate):
+                if name not in registered:
+                    self._refuse(peer, now, "", f"a rate limit for {name!r}, a task it does "
+                                 "not register, was ignored")
+                elif rate > 0 and (lim is None or lim.interval != 1.0 / rate):
                     self.limits[name] = Limiter(rate)
         else:
             self.outbox.to_workers.append(
@@ -79,6 +93,17 @@ class Membership:
             )
             return
         self.outbox.to_workers.append((peer, self.welcome()))
+
+    def _refuse(self, peer: bytes, now: float, code: str, what: str) -> None:
+        """A peer on the worker endpoint claimed what it may not: log it (once a minute
+        per peer and claim) and, with a `code`, tell it."""
+        self.bad_frames_total += 1
+        swallowed = self.complaints.admit((peer, what), now)
+        if swallowed is not None:
+            log.warning("refused from %s: %s%s", peer.decode(errors="replace")[:64], what,
+                        swallowed_note(swallowed, self.complaints))
+        if code:
+            self.outbox.to_workers.append((peer, p.Error(code=code, message=what)))
 
     def _kill(self, worker: Worker, reason: str) -> None:
         """A worker running a plain function it cannot stop: its supervisor replaces it.
@@ -176,10 +201,13 @@ class Membership:
         waiting for its heartbeats to stop."""
         sup = self.supervisors.get(peer)
         pool = sup.pool if sup else "?"
-        if restarted:
+        if restarted and sup is not None:
             self.worker_restarts[pool] = self.worker_restarts.get(pool, 0) + 1
         gone = self.workers.get(name.encode())
-        if gone is not None:
+        if gone is not None and gone.supervisor != peer:
+            self._refuse(peer, now, "", f"it reported the exit of worker {name}, which it "
+                         "did not start; ignored")
+        elif gone is not None:
             level = logging.INFO if code == 0 and not gone.leased else logging.WARNING
             log.log(level, "worker %s exited with code %s; requeueing %d task(s)",
                     name, code, len(gone.leased))

@@ -72,6 +72,8 @@ class Task(msgspec.Struct, gc=False):
     watchers: bytes | list[bytes] | None = None
     opts: p.Options | None = None  # lifecycle options; None for a plain task
     run: Attempt | None = None
+    # Who submitted it (access.py): its client key with Curve, else its routing id.
+    owner: bytes | None = None
 
     def attempt(self) -> Attempt:
         """This task's Attempt, made on first need."""
@@ -99,7 +101,8 @@ def _is_queued(task: Task) -> bool:
 
 class Worker:
     __slots__ = ("ident", "name", "pool", "queues", "credit", "last_seen", "leased", "pid",
-                 "host", "draining", "slots", "lost_at", "reclaimed_at", "idle_since", "done")
+                 "host", "draining", "slots", "lost_at", "reclaimed_at", "idle_since", "done",
+                 "supervisor")
 
     def __init__(self, ident: bytes, hello: p.Hello, now: float) -> None:
         self.ident = ident
@@ -117,6 +120,7 @@ class Worker:
         self.reclaimed_at = float("-inf")  # when it was last asked for leases back
         self.idle_since = now  # when it last held no lease (scaling down drains the idle)
         self.done = 0  # results it reported
+        self.supervisor = hello.supervisor.encode()  # the one peer that may report its exit
 
 
 @dataclass

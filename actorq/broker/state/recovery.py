@@ -70,18 +70,21 @@ class Recovery:
             state = _STATE_OF[stored_state]
             name = strings.setdefault(r.name, r.name)
             queue = strings.setdefault(r.queue, r.queue)
+            owner = r.owner
+            if owner is not None:
+                owner = strings.setdefault(owner, owner)
             run = None
             if (r.attempts or r.started_at or r.finished_at or r.value is not None
                     or r.error is not None):
                 run = Attempt(r.token, None, r.started_at, r.attempts, r.finished_at, r.value,
                               r.error, r.traceback)
             task = Task(tid, name, r.payload, queue, r.priority, state, r.submitted_at, None,
-                        r.opts, run)
+                        r.opts, run, owner)
             self.tasks[tid] = task
             self.order.ids.append(tid)
             opts = r.opts
             if opts is not None and opts.key is not None:
-                self.keys[opts.key] = tid
+                self.keys[owner, opts.key] = tid
             if state in p.FINAL_STATES:
                 finished.append((r.finished_at, tid))
                 if state is DEAD:

@@ -16,6 +16,7 @@ The parts, one module each in this package:
     recovery.py    Recovery     loading from a store, workers' claims
     stats.py       Statistics   counters and the Stats snapshot
     queries.py     Queries      operators' listings and commands
+    access.py      Access       task owners and client roles
 
 Each part is a mixin that owns the attributes its `_init_*` sets and reads the
 others' through `self`. They are composed by inheritance rather than held as
@@ -32,6 +33,7 @@ from __future__ import annotations
 import os
 import random
 
+from actorq.broker.state.access import Access
 from actorq.broker.state.crons import Crons
 from actorq.broker.state.dispatch import Dispatch
 from actorq.broker.state.intake import Intake
@@ -46,7 +48,7 @@ from actorq.wire import protocol as p
 
 
 class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Statistics,
-                  Queries, TaskTable):
+                  Queries, Access, TaskTable):
     def __init__(
         self,
         *,
@@ -62,6 +64,7 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
         instance: str | None = None,
         seed: int | None = None,
         durable: bool = False,
+        scheduler_secret: str = "",
     ) -> None:
         self.instance = instance or os.urandom(6).hex()  # not secrets: it loads OpenSSL (~4 MB)
         self.started = now
@@ -80,11 +83,12 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
         self._init_table(durable)
         self._init_dispatch()
         self._init_lifecycle()
-        self._init_membership(now)
+        self._init_membership(now, scheduler_secret)
         self._init_crons(crons or [], now + wall_offset)
         self._init_recovery()
         self._init_stats(now)
         self._init_queries()
+        self._init_access()
 
     def take_outbox(self) -> Outbox:
         if self._to_schedule:
@@ -123,6 +127,8 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
         return False
 
     def on_client(self, peer: bytes, msg: object, now: float) -> None:
+        if self.submitters and peer in self.submitters and not self._allowed(peer, msg):
+            return
         match msg:
             case p.Submit(tasks=specs, ack_later=later):
                 if not later:
@@ -132,13 +138,17 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
                 self._watch(peer, ids)
             case p.Query(req=req, ids=ids, full=full):
                 info = self._detail if full else self._info
-                items = [info(self.tasks.get(i)) for i in ids]
+                tasks = self.tasks
+                items = [info(t) if t is not None and self._mine(peer, t) else None
+                         for t in map(tasks.get, ids)]
                 self.outbox.to_clients.append((peer, p.Infos(req=req, items=items)))
             case (p.ListTasks() | p.RequeueDead() | p.Inspect() | p.QueueCommand()
                   | p.RunCron()):
                 self._operate(peer, msg, now)
             case p.Cancel(req=req, ids=ids):
-                done = [self._cancel(i, now) for i in ids]
+                tasks = self.tasks
+                done = [i in tasks and self._mine(peer, tasks[i]) and self._cancel(i, now)
+                        for i in ids]
                 self.outbox.to_clients.append((peer, p.CancelReply(req=req, cancelled=done)))
             case p.DeadLetters(req=req, queue=queue, limit=limit):
                 items = self._dead_letters(queue, limit)
@@ -182,9 +192,11 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
                 if worker is None:
                     self._heartbeat(peer, now)
             case p.Due(ids=ids):
-                self._due(peer, ids, now)
+                if peer == self.scheduler:
+                    self._due(peer, ids, now)
             case p.Fire(items=items):
-                self._fire(peer, items, now)
+                if peer == self.scheduler:
+                    self._fire(peer, items, now)
             case p.Stuck(reason=reason):
                 if worker is not None:
                     self._kill(worker, reason)

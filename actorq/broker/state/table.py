@@ -133,8 +133,10 @@ class TaskTable:
         if self.piped:
             self.piped.pop(tid, None)
         opts = task.opts
-        if opts is not None and opts.key is not None and self.keys.get(opts.key) == tid:
-            del self.keys[opts.key]
+        if opts is not None and opts.key is not None:
+            slot = (task.owner, opts.key)
+            if self.keys.get(slot) == tid:
+                del self.keys[slot]
 
     def _forget_empty_queues(self) -> None:
         """Queues with nothing queued that no worker consumes and nobody paused are
