@@ -71,7 +71,9 @@ class AsyncClient:
         loop = self._loop = asyncio.get_running_loop()
         self._ctx = zmq.Context()
         self._sock = sockets.dealer(self._ctx, self.address, self._session.identity,
-                                    self._keys)
+                                    self._keys, connect=False)
+        handshake = sockets.HandshakeWatch(self._sock)  # from the first attempt on
+        self._sock.connect(self.address)
         self._connected = loop.create_future()
         loop.add_reader(self._sock.getsockopt(zmq.FD), self._on_readable)
         self._ticker = loop.create_task(self._tick())
@@ -79,9 +81,12 @@ class AsyncClient:
         try:
             await asyncio.wait_for(asyncio.shield(self._connected), self.connect_timeout)
         except TimeoutError:
+            why = handshake.reason()
             await self.close()
             raise BrokerUnavailable(f"no broker answered at {self.address} within "
-                                    f"{self.connect_timeout:g} s") from None
+                                    f"{self.connect_timeout:g} s{why}") from None
+        finally:
+            handshake.close()
         return self
 
     async def __aenter__(self) -> AsyncClient:

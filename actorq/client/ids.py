@@ -24,8 +24,7 @@ RANDOM_BYTES_PER_DRAW = 3072  # one os.urandom call makes the random digits of 5
 class TaskIds:
     def __init__(self) -> None:
         self._counter = itertools.count(1)
-        self._random = ""  # random hex digits for one(), used up RANDOM_DIGITS at a time
-        self._random_at = 0
+        self._tails: list[str] = []  # one()'s random parts, made a few hundred at a time
         self._base = ""  # one()'s millisecond prefix, and until when it holds
         self._base_until = 0.0
 
@@ -41,12 +40,11 @@ class TaskIds:
         if now >= self._base_until:
             self._base = self._stamp()
             self._base_until = now + 0.001
-        at = self._random_at
-        if at >= len(self._random):
-            self._random, at = os.urandom(RANDOM_BYTES_PER_DRAW).hex(), 0
-        self._random_at = at + RANDOM_DIGITS
-        return (f"{self._base}{next(self._counter) & SEQ_MASK:07x}-"
-                f"{self._random[at:at + RANDOM_DIGITS]}")
+        tails = self._tails
+        if not tails:
+            digits = os.urandom(RANDOM_BYTES_PER_DRAW).hex()
+            tails += [digits[i:i + RANDOM_DIGITS] for i in range(0, len(digits), RANDOM_DIGITS)]
+        return f"{self._base}{next(self._counter) & SEQ_MASK:07x}-{tails.pop()}"
 
     def many(self, n: int) -> list[str]:
         base = self._stamp()

@@ -55,7 +55,9 @@ class Client(SyncIO):
         self._cond = threading.Condition()
         self._ctx = zmq.Context()
         self._sock = sockets.dealer(self._ctx, address, self._session.identity,
-                                    keys_for(key, broker_key))
+                                    keys_for(key, broker_key), connect=False)
+        handshake = sockets.HandshakeWatch(self._sock)  # from the first attempt on
+        self._sock.connect(address)
         self._wake_r, self._wake_w = sockets.wake_pipe()
         self._wake_armed = False
         self._wake_owed = False  # a submission was sent while nobody watched the socket
@@ -85,11 +87,14 @@ class Client(SyncIO):
         self._thread.start()
         self._wake()
         with self._cond:
-            if not self._cond.wait_for(lambda: self._session.instance is not None,
-                                       connect_timeout):
-                self._shutdown()
-                raise BrokerUnavailable(f"no broker answered at {address} within "
-                                        f"{connect_timeout:g} s")
+            answered = self._cond.wait_for(lambda: self._session.instance is not None,
+                                           connect_timeout)
+        why = "" if answered else handshake.reason()
+        handshake.close()
+        if not answered:
+            self._shutdown()
+            raise BrokerUnavailable(f"no broker answered at {address} within "
+                                    f"{connect_timeout:g} s{why}")
 
     # ---- I/O thread ------------------------------------------------------------------
 

@@ -96,7 +96,9 @@ def router(ctx: zmq.Context, endpoint: str, max_frame_bytes: int, *,
 
 
 def dealer(ctx: zmq.Context, endpoint: str, identity: bytes,
-           curve: ClientCurve | None = None) -> zmq.Socket:
+           curve: ClientCurve | None = None, connect: bool = True) -> zmq.Socket:
+    """A DEALER to the broker; with `connect=False` the caller connects it (after
+    watching its handshake, say)."""
     sock = ctx.socket(zmq.DEALER)
     if curve is not None:
         curve.apply(sock)
@@ -106,7 +108,8 @@ def dealer(ctx: zmq.Context, endpoint: str, identity: bytes,
     sock.setsockopt(zmq.RCVHWM, SNDHWM)
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, protocol.RECONNECT_MAX_MS)
-    sock.connect(endpoint)
+    if connect:
+        sock.connect(endpoint)
     return sock
 
 
@@ -138,3 +141,32 @@ def from_broker(sock: zmq.Socket, decoder: msgspec.msgpack.Decoder) -> Iterator[
             yield decoder.decode(data)
         except msgspec.DecodeError as exc:
             log.error("undecodable message from the broker: %s", exc)
+
+
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+class HandshakeWatch:
+    """Why a connection never got an answer, when the ZeroMQ handshake is why: a key
+    the broker refused, or one side with CurveZMQ and the other without. Read once, at
+    a connect timeout, from the socket's monitor."""
+
+    def __init__(self, sock: zmq.Socket) -> None:
+        self._monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
+
+    def reason(self) -> str:
+        from zmq.utils.monitor import recv_monitor_message
+
+        why = ""
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                why = ": the broker refused this client's CurveZMQ key (not on its allow-list)"
+            elif not why:
+                why = (": the handshake failed (does the broker want CurveZMQ keys, key= and "
+                       "broker_key=, or is broker_key not its public key?)")
+        return why
+
+    def close(self) -> None:
+        self._monitor.close(linger=0)

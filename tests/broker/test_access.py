@@ -67,7 +67,8 @@ def test_operator_commands_need_an_admin_key():
     s.bind_principal(C2, b"ops", admin=True)
     submit(s, C, "mine")
     for msg in (p.DeadLetters(req=1), p.ListTasks(req=2), p.Inspect(req=3, what="workers"),
-                p.QueueCommand(req=4, queue="q", action="pause"), p.Scale(req=5, pool="x")):
+                p.QueueCommand(req=4, queue="q", action="pause"), p.Scale(req=5, pool="x"),
+                p.GetStats(req=7)):
         s.on_client(C, msg, 0.0)
         (peer, reply), = turn(s).to_clients
         assert (peer, reply.code, reply.req) == (C, "forbidden", msg.req), msg

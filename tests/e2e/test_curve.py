@@ -71,10 +71,11 @@ def test_allowed_keys_work_and_a_node_with_keys_runs_its_own_pools(secure, clien
         assert r.status == 200
 
 
-@pytest.mark.parametrize("who", ["mallory", "plaintext"])
-def test_a_client_without_an_allowed_key_is_refused_and_logged(secure, client, who):
+@pytest.mark.parametrize("who, says", [("mallory", "refused this client's CurveZMQ key"),
+                                       ("plaintext", "does the broker want CurveZMQ keys")])
+def test_a_client_without_an_allowed_key_is_refused_and_told_why(secure, client, who, says):
     kwargs = _key(secure.keys, who) if who != "plaintext" else {}
-    with pytest.raises(BrokerUnavailable):
+    with pytest.raises(BrokerUnavailable, match=says):
         client(secure, connect_timeout=1.5, **kwargs)
     if who == "mallory":
         assert "refused a connection to the clients endpoint from 127.0.0.1" in secure.log()
@@ -159,7 +160,7 @@ def test_the_cli_takes_key_files_from_flags_and_the_environment(secure):
     out = cli("workers", "--broker", secure.broker, "--json", env=env)
     assert out.returncode == 0 and '"default"' in out.stdout, out.stderr
     out = cli("stats", "--broker", secure.broker, "--timeout", "1")  # no key: refused
-    assert out.returncode == 1 and "no broker answered" in out.stderr
+    assert out.returncode == 1 and "want CurveZMQ keys" in out.stderr
 
 
 def test_a_worker_node_joins_with_a_worker_key(secure, node, client):

@@ -22,8 +22,9 @@ from actorq.wire import protocol as p
 
 MAX_BOUND_PEERS = 100_000  # routes remembered with their principal; forgotten all at once past it
 
-# Client messages a `submit` key may send: its own tasks, and harmless reads.
-SUBMITTER_MAY = (p.Submit, p.Watch, p.Query, p.Cancel, p.Ping, p.Hello, p.GetStats)
+# Client messages a `submit` key may send: its own tasks (Watch, Query and Cancel
+# answer for other keys' tasks as if there were none), and the handshake.
+SUBMITTER_MAY = (p.Submit, p.Watch, p.Query, p.Cancel, p.Ping, p.Hello)
 
 
 class Access:
