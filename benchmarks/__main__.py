@@ -18,11 +18,12 @@ from rich.table import Table
 
 import actorq
 
+from .flood import flood
 from .secure import curve_cost
 from .workloads import FULL, QUICK, Figure
 from .workloads import WORKLOADS as BASE_WORKLOADS
 
-WORKLOADS = {**BASE_WORKLOADS, "curve": curve_cost}
+WORKLOADS = {**BASE_WORKLOADS, "curve": curve_cost, "flood": flood}
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -16,7 +16,7 @@ import queue
 import threading
 
 from actorq.storage.journal import Batch
-from actorq.storage.sqlite import SqliteStore, StorageError
+from actorq.storage.sqlite import DiskFull, SqliteStore, StorageError
 
 
 class Committer:
@@ -29,19 +29,30 @@ class Committer:
         self._batches: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
         self.busy = False
+        # The batch of a commit that found the disk full: nothing after it may be
+        # written before it is (rows are versions of tasks: order matters).
+        self.stalled: Batch | None = None
+        self._last: Batch | None = None
         self._thread = threading.Thread(target=self._write_loop, name="actorq-commit",
                                          daemon=True)
         self._thread.start()
 
     def start(self, batch: Batch) -> None:
         """Begin committing `batch`; the caller waits for `finished()` before the next."""
-        assert not self.busy, "one commit in flight at a time"
+        assert not self.busy and self.stalled is None, "one commit in flight at a time"
         self.busy = True
+        self._last = batch
         self._batches.put(batch)
+
+    def retry(self) -> None:
+        """Try the stalled batch again (the disk was full)."""
+        batch, self.stalled = self.stalled, None
+        self.start(batch)
 
     def finished(self) -> bool:
         """True once the commit in flight is done (call when `fd` is readable).
-        Raises StorageError if it failed: nothing it covered may be sent."""
+        Raises DiskFull if the disk was full (the batch is kept: `retry`), StorageError
+        if it failed otherwise: nothing it covered may be sent."""
         try:
             if not os.read(self.fd, 64):
                 return False
@@ -50,7 +61,11 @@ class Committer:
         self.busy = False
         if self._error is not None:
             error, self._error = self._error, None
+            if isinstance(error, DiskFull):
+                self.stalled = self._last
+                raise error
             raise StorageError(f"{self.store.path}: commit failed: {error}") from error
+        self._last = None
         return True
 
     def wait(self) -> None:

@@ -26,7 +26,7 @@ from actorq.node.config import BrokerConfig, CronConfig, SecurityConfig
 from actorq.node.ratelog import Throttle, swallowed_note
 from actorq.node.specs import CANNOT_START, STORAGE_UNUSABLE, BrokerSpec
 from actorq.storage.journal import prepare
-from actorq.storage.sqlite import SqliteStore, StorageError, open_store
+from actorq.storage.sqlite import DiskFull, SqliteStore, StorageError, open_store
 from actorq.wire import curve, sockets
 from actorq.wire import protocol as p
 from actorq.wire.payload import encode_args
@@ -34,6 +34,10 @@ from actorq.wire.payload import encode_args
 log = logging.getLogger(__name__)
 
 DRAIN_MAX = 2000  # frames read from one socket per turn, so one busy peer cannot starve the rest
+# A turn's refusals wait in its outbox until the turn ends: a flood against a full
+# broker (a thousand refusals a frame) ends the turn early rather than hold millions.
+REJECTED_PER_TURN = 50_000
+DISK_RETRY_S = 1.0  # how often a commit that found the disk full is tried again
 # How long an acknowledgement the client is not waiting on (Submit.ack_later) may be
 # held to ride with the tasks' outcomes. A no-op task's round trip is well under
 # this, so it takes one message to the client instead of two; on this 2-core machine
@@ -68,16 +72,19 @@ class Broker:
                 workers=curve.read_allowed(security.worker_keys))
             self.auth.start()
         self.bound: dict[bytes, str] = {}  # client route -> the ZAP user id it spoke with
-        # MAXMSGSIZE drops a connection that sends more than this, as a last line of
-        # defence; frames under it but over the payload limit get a clear rejection.
-        self.clients = sockets.router(self.ctx, cfg.bind, self.max_frame * 4, handover=False,
+        # A frame over the payload limit plus the envelope is refused by ZeroMQ before it
+        # is held (MAXMSGSIZE drops the connection): memory per connection is bounded.
+        # A task over the payload limit in a frame under this one gets too_large.
+        self.clients = sockets.router(self.ctx, cfg.bind, self.max_frame, handover=False,
                                       curve=keys, zap_domain=CLIENTS)
-        self.workers = sockets.router(self.ctx, cfg.worker_bind, self.max_frame * 4,
+        self.workers = sockets.router(self.ctx, cfg.worker_bind, self.max_frame,
                                       handover=True, curve=keys, zap_domain=WORKERS)
         self.state = BrokerState(
             now=time.monotonic(),
             wall_offset=time.time() - time.monotonic(),
             max_payload_bytes=cfg.max_payload_bytes,
+            max_queued=cfg.max_queued,
+            max_queued_bytes=cfg.max_queued_bytes,
             heartbeat_interval_s=cfg.heartbeat_interval,
             heartbeat_liveness=cfg.heartbeat_liveness,
             result_ttl_s=cfg.result_ttl,
@@ -111,6 +118,7 @@ class Broker:
         self.acks_due = 0.0  # when the oldest of them must go
         self.held: list[Outbox] = []  # turns' outboxes whose changes are not yet committed
         self.in_flight: list[Outbox] = []  # those the commit now running covers
+        self.disk_retry_at = 0.0  # when a commit that found the disk full goes again
 
     def endpoints(self) -> dict[str, str]:
         return {"bind": sockets.endpoint_of(self.clients),
@@ -133,6 +141,8 @@ class Broker:
         while not signals.stop:
             now = time.monotonic()
             deadline = min(state.next_deadline(), self.acks_due) if self.acks else state.next_deadline()
+            if committer is not None and committer.stalled is not None:
+                deadline = min(deadline, self.disk_retry_at)
             timeout_ms = 0 if self.again else max(0.0, deadline - now) * 1000
             self.again = False
             events = spin.poll(self.heap.poll_timeout(timeout_ms), near)
@@ -141,8 +151,11 @@ class Broker:
             now = time.monotonic()
             if self.acks and now >= self.acks_due:
                 self._release_acks(list(self.acks))
-            if committer is not None and committer.fd in events and committer.finished():
-                self._flush_all(self.in_flight)
+            if committer is not None:
+                if committer.fd in events:
+                    self._commit_done(committer, now)
+                if committer.stalled is not None and now >= self.disk_retry_at:
+                    committer.retry()
             if self.clients in events:
                 self._drain(self.clients, self.client_decoder, state.on_client, False, now,
                             self.auth is not None)
@@ -169,15 +182,20 @@ class Broker:
         its changes is committed. With a commit already running, this turn's changes
         and outbox wait for the next one (see committer.py).
 
-        Leases are the exception: they promise nothing to a client, and a task whose
+        Leases are an exception: they promise nothing to a client, and a task whose
         lease was not yet committed when the broker died runs again after recovery,
         as one whose worker died would (at least once). Holding them would leave
-        the workers idle for every commit."""
+        the workers idle for every commit. Refusals are the other: they promise
+        nothing either, and a client must hear them while a full disk holds the rest."""
         if out.dispatch:
             self._dispatch(out)
+        if out.rejected:
+            for peer, items in out.rejected.items():
+                self._send(self.clients, peer, p.Rejected(items))
+            out.rejected = {}
         if out:
             self.held.append(out)
-        if committer.busy:
+        if committer.busy or committer.stalled is not None:
             return
         state = self.state
         if state.journal_leases():
@@ -188,6 +206,26 @@ class Broker:
         else:
             self._flush_all(self.held)  # nothing uncommitted behind them
 
+    def _commit_done(self, committer: Committer, now: float) -> None:
+        """A commit ended: send what it covered; or, the disk being full, refuse new
+        work and try again every DISK_RETRY_S, holding what waits on it."""
+        state = self.state
+        try:
+            if not committer.finished():
+                return
+        except DiskFull as exc:
+            if not state.storage_full:
+                log.error("%s: the disk is full; new submissions are refused (disk_full) "
+                          "and nothing is acknowledged until a commit succeeds; trying "
+                          "again every %g s", exc, DISK_RETRY_S)
+            state.storage_full = True
+            self.disk_retry_at = now + DISK_RETRY_S
+            return
+        if state.storage_full:
+            log.warning("storage: a commit succeeded again; submissions are taken again")
+            state.storage_full = False
+        self._flush_all(self.in_flight)
+
     def _flush_all(self, outboxes: list[Outbox]) -> None:
         for out in outboxes:
             self._flush(out)
@@ -197,11 +235,15 @@ class Broker:
                now: float, keyed: bool = False) -> None:
         """Read and handle what waits on one socket. `keyed`: each message's CurveZMQ
         user id (role and key, broker/zap.py) says who sends it."""
-        max_frame = self.max_frame
         bound = self.bound
         recv, get = sock.recv, sock.getsockopt
         received = 0
+        state = self.state
+        enough = state.rejected_total + REJECTED_PER_TURN
         for n in range(DRAIN_MAX):
+            if state.rejected_total > enough:
+                self.again = True
+                break
             # Asking is cheaper than the Again exception that would end the loop, and
             # a turn usually finds one message (poll said the first one is there).
             if n == 1 and not get(EVENTS) & POLLIN:
@@ -227,10 +269,6 @@ class Broker:
                                 f"after the routing id, got {frames - 1}", now)
                 continue
             received += len(data)
-            if len(data) > max_frame:
-                self._bad_frame(peer, from_worker, "oversized frame", f"frame of {len(data)} "
-                                f"bytes is over the {max_frame}-byte limit", now)
-                continue
             try:
                 msg = decoder.decode(data)
             except msgspec.DecodeError as exc:
@@ -334,13 +372,23 @@ class Broker:
         """Answer everything pending: clients waiting on tasks this broker will forget hear so."""
         state = self.state
         if self.committer is not None:
-            self.committer.wait()
-            self._flush_all(self.in_flight)
-            state.journal_leases()  # both generations: nothing is left for later
-            state.journal_leases()
-            if state.journal:
-                self.store.commit(state.take_journal(), state.scheduled)
-            self._flush_all(self.held)
+            try:
+                self.committer.wait()
+                if self.committer.stalled is not None:
+                    self.committer.retry()
+                    self.committer.wait()
+                self._flush_all(self.in_flight)
+                state.journal_leases()  # both generations: nothing is left for later
+                state.journal_leases()
+                if state.journal:
+                    self.store.commit(state.take_journal(), state.scheduled)
+                self._flush_all(self.held)
+            except DiskFull as exc:
+                # What is not written was not acknowledged either: clients send it
+                # again to the next broker, and workers' results come again.
+                log.error("%s: stopping with the disk still full; what was not written "
+                          "was not acknowledged", exc)
+                state.journal = None
             self.committer.close()
         lost = 0
         for task in state.tasks.values() if self.store is None else ():  # durable: kept
@@ -360,7 +408,10 @@ class Broker:
                  state.queued, s.running, s.bad_frames_total, s.stale_results_total, lost,
                  spin.spins, spin.hits)
         if state.journal:
-            self.store.commit(state.journal, state.scheduled)
+            try:
+                self.store.commit(state.journal, state.scheduled)
+            except DiskFull as exc:
+                log.error("%s: the last changes are not written", exc)
         if self.store is not None:
             self.store.close()
         self.clients.close()

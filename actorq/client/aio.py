@@ -26,17 +26,17 @@ from actorq.client.handles import (
     collect,
 )
 from actorq.client.requests import cron_entry, first_info, scale_bounds
+from actorq.client.pressure import DEFAULT_FULL_TIMEOUT_S, DEFAULT_MAX_UNACKED_BYTES, Pressure
 from actorq.client.session import (
     PING_INTERVAL_S,
     Session,
     deadline_after,
-    keys_for,
     needs_ack,
     remaining,
 )
 from actorq.errors import BrokerUnavailable, ResultTimeout, SubmitRejected
 from actorq.wire import protocol as p
-from actorq.wire import sockets
+from actorq.wire import curve, sockets
 from actorq.wire.sockets import EVENTS, NOBLOCK, POLLIN
 
 DRAIN_MAX = 5000  # inbound frames handled per wake-up before yielding to the loop
@@ -46,17 +46,19 @@ class AsyncClient:
     """The Client's API as coroutines, for code already running an event loop.
 
     `async with AsyncClient(address) as client:` connects (raising BrokerUnavailable
-    after `connect_timeout`) and closes on exit. `key` and `broker_key` are as Client's.
+    after `connect_timeout`) and closes on exit. `key`, `broker_key`, `full_timeout`
+    and `max_unacked_bytes` are as Client's.
     """
 
     def __init__(self, address: str, *, connect_timeout: float = 10.0,
                  request_timeout: float = 30.0, key: str | None = None,
-                 broker_key: str | None = None) -> None:
+                 broker_key: str | None = None, full_timeout: float = DEFAULT_FULL_TIMEOUT_S,
+                 max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES) -> None:
         self.address = address
-        self._keys = keys_for(key, broker_key)  # CurveZMQ, as Client takes them
+        self._keys = curve.optional_client_curve(key, broker_key)  # as Client takes them
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
-        self._session = Session(address)
+        self._session = Session(address, Pressure(full_timeout, max_unacked_bytes))
         self._ctx: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -155,10 +157,11 @@ class AsyncClient:
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(PING_INTERVAL_S)
+            # Refused tasks go again soon (pressure.py); else once a ping interval.
+            await asyncio.sleep(0.01 if self._session.pressure.refused else PING_INTERVAL_S)
             self._session.check_silence(time.monotonic())
+            self._flush()  # may fail refused tasks that waited too long: resolve after
             self._resolve()
-            self._flush()
 
     async def _wait_done(self, handles: Sequence[HandleBase], timeout: float | None) -> None:
         # One deadline for the whole wait, not a timer per handle. A timeout cancels
@@ -198,12 +201,23 @@ class AsyncClient:
                      kwargs: dict | None = None, **options: Any) -> AsyncTaskHandle:
         """As Client.submit()."""
         spec = self._session.build(name, args, kwargs, options)
+        if self._session.congested():
+            await self._wait_room()
         handle = AsyncTaskHandle(spec.id, self)
         self._session.add(spec, handle)
         self._schedule_flush()
         if needs_ack(spec):
             await self._wait_acked(handle, spec.id)
         return handle
+
+    async def _wait_room(self) -> None:
+        """As Client's: wait while the broker is full or too much is unacknowledged."""
+        session = self._session
+        deadline = deadline_after(session.pressure.full_timeout)
+        while session.congested():
+            if remaining(deadline) == 0.0:
+                raise SubmitRejected(session.pressure.why_code(), session.pressure.why())
+            await asyncio.sleep(0.01)
 
     async def _wait_acked(self, handle: AsyncTaskHandle, spec_id: str) -> None:
         deadline = deadline_after(self.request_timeout)
@@ -217,6 +231,8 @@ class AsyncClient:
     async def submit_many(self, items: Iterable[tuple], **options: Any) -> list[AsyncTaskHandle]:
         """As Client.submit_many()."""
         specs = self._session.build_many(items, options)
+        if self._session.congested():
+            await self._wait_room()
         handles = [AsyncTaskHandle(spec.id, self) for spec in specs]
         self._session.add_many(specs, handles)
         self._schedule_flush()

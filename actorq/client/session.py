@@ -16,20 +16,15 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 
+from actorq.client.building import SpecBuilder
 from actorq.client.ids import TaskIds
+from actorq.client.pressure import RETRIED, Pressure
 from actorq.errors import BrokerUnavailable, RequestRejected, SubmitRejected
 from actorq.node.config import DEFAULT_MAX_PAYLOAD_BYTES
-from actorq.tasks.options import SUBMIT_OPTIONS
-from actorq.tasks.options import build as build_options
-from actorq.tasks.registry import lookup
-from actorq.wire import curve
 from actorq.wire import protocol as p
-from actorq.wire.payload import encode_args
 
 if TYPE_CHECKING:
     from actorq.client.handles import HandleBase
@@ -44,19 +39,6 @@ UNSERVED_WARN_EVERY_S = 60.0  # how often a client repeats that a queue has no c
 log = logging.getLogger("actorq.client")
 
 
-def keys_for(key: str | None, broker_key: str | None) -> curve.ClientCurve | None:
-    """A client's CurveZMQ keys from its key files, or None without them."""
-    if key is None and broker_key is None:
-        return None
-    if key is None or broker_key is None:
-        raise ValueError("CurveZMQ needs both key (this client's .key_secret file) and "
-                         "broker_key (the broker's public key file)")
-    try:
-        return curve.client_curve(key, broker_key)
-    except curve.KeyFileError as exc:
-        raise ValueError(str(exc)) from None
-
-
 class Request:
     """A request awaiting its reply (status, cancel, stats)."""
 
@@ -68,11 +50,12 @@ class Request:
         self.future: Any = None
 
 
-class Session:
-    def __init__(self, address: str) -> None:
+class Session(SpecBuilder):
+    def __init__(self, address: str, pressure: Pressure | None = None) -> None:
         self.address = address
         self.identity = f"c-{secrets.token_hex(16)}".encode()
         self.ids = TaskIds()
+        self.pressure = pressure or Pressure()
         self.warned: dict[str, float] = {}  # queue -> when we last said nobody consumes it
         self._req = itertools.count(1)
         self.outbox: deque[p.TaskSpec] = deque()
@@ -94,128 +77,21 @@ class Session:
         self.ack_wanted = False
         self.control.append(p.Hello(version=p.PROTOCOL_VERSION, role="client"))
 
-    # ---- building submissions ------------------------------------------------------
-
-    def new_id(self) -> str:
-        return self.ids.one()
-
-    def _options(self, name: Any, overrides: dict[str, Any]
-                 ) -> tuple[str, str, int, p.Options | None]:
-        """Check a submission's name and options, starting from its @task defaults.
-
-        `name` may be the @task function itself. Defaults apply when this process has
-        the task registered (submitting the function, or having imported its module).
-        Raises SubmitRejected("bad_option", ...) naming the option at fault.
-        """
-        if overrides:
-            unknown = overrides.keys() - SUBMIT_OPTIONS
-            if unknown:
-                raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
-        if name.__class__ is not str:
-            name = getattr(name, "actorq_name", name)
-        if not isinstance(name, str) or ":" not in name:
-            raise SubmitRejected("bad_option",
-                                 f"task name {name!r} is not of the form 'module:function'")
-        tdef = lookup(name)
-        if tdef is None or not tdef.defaults:
-            if not overrides:  # the common case: a plain task, nothing to check or build
-                return name, "default", 0, None
-            merged = overrides
-        else:
-            merged = {**tdef.defaults, **overrides}
-        queue, priority, opts = build_options(merged, time.time())
-        return name, queue, priority, opts
-
-    def _payload(self, args: Any, kwargs: dict | None) -> bytes:
-        if args is None:
-            args = ()
-        elif not isinstance(args, (tuple, list)):
-            raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise TypeError(f"kwargs must be a dict, got {type(kwargs).__name__}")
-        payload = encode_args(args, kwargs)
-        if len(payload) > self.max_payload_bytes:
-            raise SubmitRejected("too_large", f"arguments encode to {len(payload)} bytes, over "
-                                 f"the broker's {self.max_payload_bytes}-byte limit")
-        return payload
-
-    def build(self, name: Any, args: Any, kwargs: dict | None,
-              overrides: dict[str, Any]) -> p.TaskSpec:
-        """Validate and encode one submission; raises before anything is sent."""
-        name, queue, priority, opts = self._options(name, overrides)
-        return p.TaskSpec(self.new_id(), name, self._payload(args, kwargs), queue, priority, opts)
-
-    def prepare_many(self, items: Iterable[tuple], overrides: dict[str, Any]) -> list[tuple]:
-        """Validate and encode every item: the only step of a batch submission that can
-        fail, so a bad item raises before anything is queued. Errors name the item."""
-        prepared = []
-        resolved: dict[Any, tuple] = {}  # options once per distinct name
-        encode = encode_args
-        limit = self.max_payload_bytes
-        for i, item in enumerate(items):
-            # The usual item, (name string, args tuple or list), checked inline: this
-            # loop runs before anything is sent, so its cost is never overlapped.
-            if item.__class__ is tuple and len(item) == 2:
-                fn, args = item
-                if (fn.__class__ is str and (args.__class__ is tuple or args.__class__ is list)
-                        and fn in resolved):
-                    try:
-                        payload = encode(args, None)
-                    except TypeError as exc:
-                        raise TypeError(f"item {i}: {exc}") from None
-                    if len(payload) <= limit:
-                        prepared.append((resolved[fn], payload))
-                        continue
-            try:
-                if not isinstance(item, tuple) or not 1 <= len(item) <= 3:
-                    raise TypeError(f"expected (name, args) or (name, args, kwargs), "
-                                    f"got {item!r}")
-                fn = item[0]
-                opts = resolved.get(fn) if isinstance(fn, str) else None
-                if opts is None:
-                    opts = self._options(fn, overrides)
-                    if isinstance(fn, str):
-                        resolved[fn] = opts
-                payload = self._payload(item[1] if len(item) > 1 else (),
-                                        item[2] if len(item) > 2 else None)
-            except TypeError as exc:
-                raise TypeError(f"item {i}: {exc}") from None
-            except SubmitRejected as exc:
-                raise SubmitRejected(exc.code, f"item {i}: {exc.message}") from None
-            prepared.append((opts, payload))
-        return prepared
-
-    def specs(self, prepared: list[tuple]) -> list[p.TaskSpec]:
-        """Task specs (with ids) for prepared items; cannot fail."""
-        Spec = p.TaskSpec
-        return [Spec(tid, name, payload, queue, priority, opts) for tid, ((name, queue, priority,
-                opts), payload) in zip(self.ids.many(len(prepared)), prepared)]
-
-    def build_many(self, items: Iterable[tuple], overrides: dict[str, Any]) -> list[p.TaskSpec]:
-        """Validate and encode every item before any is queued; errors name the item."""
-        return self.specs(self.prepare_many(items, overrides))
-
-    def build_chain(self, items: Iterable[tuple], overrides: dict[str, Any],
-                    piped: bool) -> list[p.TaskSpec]:
-        """Specs for a chain (each step depends on, and when `piped` receives the result
-        of, the one before) or a group (`piped` False and no links)."""
-        specs = self.build_many(items, overrides)
-        if not specs:
-            raise SubmitRejected("bad_option", "a chain or group needs at least one task")
-        if not piped:
-            return specs
-        out = [specs[0]]
-        for spec in specs[1:]:
-            prev = out[-1].id
-            o = spec.opts or p.Options()
-            extra = [d for d in (o.depends_on or []) if d != prev]
-            opts = msgspec.structs.replace(o, depends_on=[prev, *extra], pipe=True)
-            out.append(msgspec.structs.replace(spec, opts=opts))
-        return out
+    def congested(self) -> bool:
+        """Whether submit() should wait (pressure.py). The byte count is kept by more
+        than one thread without a lock, so it may drift: past the cap it is counted
+        afresh before anyone waits on it."""
+        pressure = self.pressure
+        if pressure.unacked_bytes > pressure.max_unacked_bytes:
+            unacked = self.unacked.copy()
+            pressure.unacked_bytes = (sum(len(s.payload) for s in unacked.values())
+                                      + SUBMIT_OVERHEAD_BYTES * len(unacked))
+        return pressure.congested()
 
     def add(self, spec: p.TaskSpec, handle: HandleBase) -> None:
         self.handles[spec.id] = handle
         self.unacked[spec.id] = spec
+        self.pressure.unacked_bytes += len(spec.payload) + SUBMIT_OVERHEAD_BYTES
         if spec.opts is not None and needs_ack(spec):
             self.ack_wanted = True  # set before the spec is in the outbox
         self.outbox.append(spec)
@@ -227,6 +103,8 @@ class Session:
         ids = [spec.id for spec in specs]
         self.handles.update(zip(ids, handles))
         self.unacked.update(zip(ids, specs))
+        self.pressure.unacked_bytes += (sum([len(spec.payload) for spec in specs])
+                                        + SUBMIT_OVERHEAD_BYTES * len(specs))
         if any(spec.opts is not None and needs_ack(spec) for spec in specs):
             self.ack_wanted = True
         self.outbox.extend(specs)
@@ -261,6 +139,12 @@ class Session:
         # submit must reach the broker after it.
         out: list[bytes] = []
         outbox = self.outbox
+        pressure = self.pressure
+        if pressure.refused:
+            again, expired = pressure.due(now)
+            outbox.extendleft(reversed(again))
+            for spec in expired:
+                self._refused(spec.id, SubmitRejected(pressure.code, pressure.reason, spec.id))
         budget = self.max_payload_bytes
         later = not self.ack_wanted
         self.ack_wanted = False
@@ -312,7 +196,10 @@ class Session:
                     h = take_handle(tid, None)
                     if h is not None:
                         h._outcome = out
-                        unacked_pop(tid, None)
+                        spec = unacked_pop(tid, None)
+                        if spec is not None:  # its ack was held to come with it
+                            self.pressure.unacked_bytes -= (len(spec.payload)
+                                                            + SUBMIT_OVERHEAD_BYTES)
                         settled(h)
                         if also:
                             for extra in also.pop(tid, ()):
@@ -322,11 +209,11 @@ class Session:
                 self._accepted(accepted)
             case p.Rejected(items=items):
                 for r in items:
-                    self.unacked.pop(r.id, None)
-                    h = self.handles.pop(r.id, None)
-                    if h is not None:
-                        h._error = SubmitRejected(r.code, r.message, r.id)
-                        self._done(h)
+                    spec = self.unacked.get(r.id)
+                    if spec is not None and r.code in RETRIED:  # sent again later
+                        self.pressure.refuse(spec, r.code, r.message, now)
+                        continue
+                    self._refused(r.id, SubmitRejected(r.code, r.message, r.id))
             case (p.Infos(req=req) | p.CancelReply(req=req) | p.StatsReply(req=req)
                   | p.Done(req=req) | p.CronsReply(req=req) | p.Page(req=req)
                   | p.Listing(req=req) | p.Count(req=req)):
@@ -350,13 +237,29 @@ class Session:
                 elif code == "protocol_version":
                     self.fail_all(err)
 
+    def _refused(self, tid: str, err: SubmitRejected) -> None:
+        spec = self.unacked.pop(tid, None)
+        if spec is not None:
+            self.pressure.unacked_bytes -= len(spec.payload) + SUBMIT_OVERHEAD_BYTES
+        h = self.handles.pop(tid, None)
+        if h is not None:
+            h._error = err
+            self._done(h)
+
     def _accepted(self, msg: p.Accepted) -> None:
         # Checked before the ids are applied: at an instance change, every handle
         # no longer unacked was acknowledged by the old broker.
         self._check_instance(msg.instance)
         pop = self.unacked.pop
+        pressure = self.pressure
+        size = 0
         for tid in msg.ids:
-            pop(tid, None)
+            spec = pop(tid, None)
+            if spec is not None:
+                size += len(spec.payload) + SUBMIT_OVERHEAD_BYTES
+        pressure.unacked_bytes -= size
+        if msg.ids and pressure.full_since is not None:
+            pressure.accepted()
         for new, first in msg.aliases.items():
             self._alias(new, first)
         if msg.unserved:
@@ -407,6 +310,7 @@ class Session:
                         f"the broker restarted (instance {old} -> {instance}) and task {tid} "
                         "was lost with its in-memory state")
                     self._done(lost)
+        self.pressure.refused = []  # all of unacked goes again, these with it
         if self.unacked:
             self.outbox.extendleft(reversed(self.unacked.copy().values()))
         for req, slot in list(self.requests.items()):
@@ -444,6 +348,8 @@ class Session:
                 h._error = err
                 self._done(h)
         self.unacked.clear()
+        self.pressure.unacked_bytes = 0
+        self.pressure.refused = []
         while self.requests:
             try:
                 _, slot = self.requests.popitem()

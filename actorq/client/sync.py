@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 
 from actorq.client import requests
-from actorq.client.session import keys_for
+from actorq.client.pressure import DEFAULT_FULL_TIMEOUT_S, DEFAULT_MAX_UNACKED_BYTES, Pressure
 from actorq.client.handles import ChainHandle, GroupHandle, TaskHandle, check_owner, collect
 from actorq.client.requests import cron_entry, first_info, scale_bounds
 from actorq.client.session import (
@@ -30,7 +30,7 @@ from actorq.client.session import (
 from actorq.client.sync_io import SyncIO
 from actorq.errors import BrokerUnavailable, ResultTimeout, SubmitRejected
 from actorq.wire import protocol as p
-from actorq.wire import sockets
+from actorq.wire import curve, sockets
 
 
 class Client(SyncIO):
@@ -44,18 +44,25 @@ class Client(SyncIO):
     A broker with CurveZMQ needs `key` (this client's NAME.key_secret file, whose
     public key is on the broker's client or admin allow-list) and `broker_key` (the
     broker's public key file): docs/security.md.
+
+    When the broker is full (queue_full) or this client holds `max_unacked_bytes` of
+    arguments the broker has not acknowledged, submit() waits, up to `full_timeout`
+    seconds, then raises SubmitRejected("queue_full"); tasks the broker refused as
+    full are sent again until it takes them (docs/operations.md#limits).
     """
 
     def __init__(self, address: str, *, connect_timeout: float = 10.0,
                  request_timeout: float = 30.0, key: str | None = None,
-                 broker_key: str | None = None) -> None:
+                 broker_key: str | None = None, full_timeout: float = DEFAULT_FULL_TIMEOUT_S,
+                 max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES) -> None:
         self.address = address
         self.request_timeout = request_timeout
-        self._session = Session(address)
+        self._session = Session(address, Pressure(full_timeout, max_unacked_bytes))
         self._cond = threading.Condition()
         self._ctx = zmq.Context()
-        self._sock = sockets.dealer(self._ctx, address, self._session.identity,
-                                    keys_for(key, broker_key), connect=False)
+        keys = curve.optional_client_curve(key, broker_key)
+        self._sock = sockets.dealer(self._ctx, address, self._session.identity, keys,
+                                    connect=False)
         handshake = sockets.HandshakeWatch(self._sock)  # from the first attempt on
         self._sock.connect(address)
         self._wake_r, self._wake_w = sockets.wake_pipe()
@@ -118,6 +125,8 @@ class Client(SyncIO):
         """
         session = self._session
         spec = session.build(name, args, kwargs, options)
+        if session.pressure.full_since is not None or session.congested():
+            self._wait_room()
         handle = TaskHandle(spec.id, self)
         session.add(spec, handle)
         # A lone submission leaves from here, at once; submissions in a stream stay for
@@ -133,6 +142,15 @@ class Client(SyncIO):
         if spec.opts is not None and needs_ack(spec):
             self._wait_acked(handle, spec.id)
         return handle
+
+    def _wait_room(self, *, raising: bool = True) -> None:
+        """Back-pressure (client/pressure.py): wait while the broker is full or this
+        client holds too much unacknowledged, up to full_timeout; then raise."""
+        session = self._session
+        if self._await(lambda: not session.congested(),
+                       deadline_after(session.pressure.full_timeout)) or not raising:
+            return
+        raise SubmitRejected(session.pressure.why_code(), session.pressure.why())
 
     def _wait_acked(self, handle: TaskHandle, spec_id: str) -> None:
         unacked = self._session.unacked
@@ -155,6 +173,10 @@ class Client(SyncIO):
         # Nothing below can fail, so the sender may start on the first chunk while
         # the rest are still being turned into specs and handles.
         for start in range(0, len(prepared), PIPELINE_CHUNK):
+            if session.pressure.full_since is not None or session.congested():
+                # Once some are submitted, raising would lose their handles: the rest
+                # go anyway, and fail one by one if the broker stays full.
+                self._wait_room(raising=not handles)
             specs = session.specs(prepared[start:start + PIPELINE_CHUNK])
             chunk = [TaskHandle(spec.id, self) for spec in specs]
             session.add_many(specs, chunk)

@@ -62,14 +62,15 @@ class SyncIO:
             # one of the two always sees the other (see _await).
             self._io_watching = True
             reading = not self._reader
+            # Every 10 ms while frames wait on the socket's high-water mark or refused
+            # tasks wait to go again (pressure.py); else each ping interval.
+            soon = self._pending or self._session.pressure.refused
             if reading:
-                timeout_ms = 0 if readable else (PING_INTERVAL_S * 1000 if not self._pending
-                                                 else 10)
+                timeout_ms = 0 if readable else (PING_INTERVAL_S * 1000 if not soon else 10)
                 events = dict(everything.poll(timeout_ms))
             else:  # a caller reads: ours are the outbox, pings and silence
                 self._io_watching = False
-                events = dict(wake_only.poll(PING_INTERVAL_S * 1000 if not self._pending
-                                             else 10))
+                events = dict(wake_only.poll(PING_INTERVAL_S * 1000 if not soon else 10))
             if self._wake_r in events:
                 sockets.drain(self._wake_r)
             # Disarm before taking the outbox: a submit that lands after this
@@ -96,6 +97,7 @@ class SyncIO:
             now = time.monotonic()
             had_unacked = bool(session.unacked)
             instance = session.instance
+            pressed = session.pressure.congested()
             if read:
                 decoder = self._decoder
                 recv, get = sock.recv, sock.getsockopt
@@ -117,7 +119,7 @@ class SyncIO:
             # Waking them for every ack would cost a GIL hand-off per round trip.
             settled = bool(session.completed or session.answered)
             settled = settled or (had_unacked and not session.unacked) or (
-                session.instance != instance)
+                session.instance != instance) or (pressed and not session.congested())
             if settled:
                 session.completed.clear()
                 session.answered.clear()
@@ -201,6 +203,8 @@ class SyncIO:
             if not readable:
                 left = remaining(deadline)
                 wait_s = PING_INTERVAL_S if left is None else min(left, PING_INTERVAL_S)
+                if self._session.pressure.refused:
+                    wait_s = min(wait_s, 0.01)  # refused tasks go again soon (pressure.py)
                 if self._reader_r in dict(poller.poll(wait_s * 1000)):
                     sockets.drain(self._reader_r)
             if self._closing:

@@ -3,7 +3,8 @@
 Every error is JSON, `{"error": {"code", "message", "field"}}`, with its status: 400
 for bad input (naming the field), 401/403 for a missing or insufficient token, 404
 for an unknown id or name, 409 for a task whose state does not allow the change,
-413 for a body or payload over the limit, 503 when the broker does not answer.
+413 for a body or payload over the limit, 503 when the broker does not answer, or
+is full (queue_full) or shutting down (draining), with Retry-After.
 Arguments and results that JSON cannot carry (bytes, msgpack extensions) are shown
 as `{"$base64": "..."}` of their msgpack, never dropped. The routes and their
 shapes are in openapi.py, which a test checks against this module's behaviour.
@@ -166,6 +167,10 @@ class Api:
         except TaskNotFound as exc:
             return error_response(404, "not_found", f"no task {exc.args[0]!r}", "id")
         except RequestRejected as exc:  # SubmitRejected too: the broker's answers to requests
+            if exc.code in ("queue_full", "draining"):  # the broker's state, not the input
+                response = error_response(503, exc.code, exc.message)
+                response.headers["Retry-After"] = "1"
+                return response
             status = (413 if exc.code == "too_large" else
                       404 if exc.message.startswith("no pool") else 400)
             return error_response(status, exc.code, exc.message, _field_of(exc.message))

@@ -31,14 +31,17 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"  # the dashboard: no build step
 STATS_TIMEOUT_S = 2.0  # a scrape or health check waits this long for the broker
+FULL_TIMEOUT_S = 2.0
 
 
 class Gateway:
     def __init__(self, spec: GatewaySpec) -> None:
         self.spec = spec
         keys = spec.curve
+        # A full broker: an HTTP submission waits this long before its 503 (queue_full).
         self.client = AsyncClient(spec.broker, key=keys.key if keys else None,
-                                  broker_key=keys.server if keys else None)
+                                  broker_key=keys.server if keys else None,
+                                  full_timeout=FULL_TIMEOUT_S)
         self.collector = StatsCollector()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)

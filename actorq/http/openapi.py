@@ -21,7 +21,7 @@ _ERRORS = {
     "404": "no such task, pool, queue or cron entry",
     "409": "the task's state does not allow it; the message says which it is in",
     "413": "the body or the task's payload is over the limit",
-    "503": "the broker did not answer",
+    "503": "the broker did not answer, is full (queue_full) or is shutting down (draining)",
 }
 
 

@@ -48,6 +48,10 @@ class BrokerConfig(msgspec.Struct, **_strict):
     max_deliveries: int = 5  # leases without a result (workers died) before a task fails
     kill_grace: float = 1.0  # seconds between SIGTERM and SIGKILL for a worker stuck in a task
     spin_us: int = 600  # when an answer is near, poll this long before sleeping (spinpoll.py)
+    # Unfinished tasks the broker holds at most, and their arguments' bytes: past
+    # either, a submission is refused with queue_full (docs/operations.md#limits).
+    max_queued: int = 1_000_000
+    max_queued_bytes: int = 1 << 30
 
 
 class TokenConfig(msgspec.Struct, **_strict):
@@ -276,6 +280,11 @@ def _check_broker(b: BrokerConfig, file: str) -> None:
         raise ConfigError(file, "broker.result_ttl", "must be > 0")
     if b.kill_grace < 0:
         raise ConfigError(file, "broker.kill_grace", "must be >= 0")
+    if b.max_queued < 1:
+        raise ConfigError(file, "broker.max_queued", "must be >= 1")
+    if b.max_queued_bytes < b.max_payload_bytes:
+        raise ConfigError(file, "broker.max_queued_bytes", f"must be at least "
+                          f"broker.max_payload_bytes ({b.max_payload_bytes})")
     if not 0 <= b.spin_us <= MAX_SPIN_US:
         raise ConfigError(file, "broker.spin_us", f"must be in 0..{MAX_SPIN_US}")
 

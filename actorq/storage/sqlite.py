@@ -96,6 +96,10 @@ class StorageError(Exception):
     """The database cannot be used: corrupt, locked by another broker, or too new."""
 
 
+class DiskFull(StorageError):
+    """A commit found no room on the disk: it wrote nothing, and may be tried again."""
+
+
 class SqliteStore:
     def __init__(self, path: str, synchronous: str = "full") -> None:
         self.path = path
@@ -163,20 +167,30 @@ class SqliteStore:
         """Commit a prepared batch. Safe on another thread than the one that prepared it
         (the broker's Committer does so): it touches no broker state."""
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute("BEGIN IMMEDIATE")
             _write_chunked(db, _UPSERT_N, batch.rows, 3)
             _write_chunked(db, _DELETE_N, batch.deleted, 1)
             if batch.crons is not None:
                 db.execute("DELETE FROM crons")
                 db.executemany("INSERT INTO crons VALUES (?, ?)", batch.crons)
             db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite rolls back by itself on some errors (a full disk among them): a
+            # ROLLBACK then would fail and hide the error that matters.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
+                raise DiskFull(f"{self.path}: {exc}") from exc
             raise
 
     def close(self) -> None:
         self.db.close()
+
+
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    return (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            or "disk is full" in str(exc))
 
 
 def open_store(path: str, synchronous: str) -> SqliteStore:

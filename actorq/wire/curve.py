@@ -79,6 +79,20 @@ def client_curve(key: str | Path, broker_key: str | Path) -> ClientCurve:
     return ClientCurve(public, secret, read_public(broker_key))
 
 
+def optional_client_curve(key: str | None, broker_key: str | None) -> ClientCurve | None:
+    """A client's keys from its key files, or None without them; ValueError (naming
+    the file) for a missing half or a bad file."""
+    if key is None and broker_key is None:
+        return None
+    if key is None or broker_key is None:
+        raise ValueError("CurveZMQ needs both key (this client's .key_secret file) and "
+                         "broker_key (the broker's public key file)")
+    try:
+        return client_curve(key, broker_key)
+    except KeyFileError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _load(path: str | Path) -> tuple[bytes, bytes | None]:
     try:
         public, secret = zmq.auth.load_certificate(path)

@@ -331,3 +331,20 @@ def test_a_failed_pool_stays_listed_and_a_silent_supervisor_is_forgotten():
     for t in range(1, 32):  # the loop wakes every heartbeat
         turn(s, t)
     assert s.stats(31).supervisors == {"broken": "failed"}
+
+
+def test_no_two_parts_of_the_state_define_the_same_name():
+    # The parts are mixins of one class: a method defined in two would silently be
+    # one of them everywhere.
+    from actorq.broker.state import BrokerState
+
+    parts = [c for c in BrokerState.__mro__[1:] if c.__module__.startswith("actorq.broker.state")]
+    seen: dict[str, str] = {}
+    clashes = []
+    for part in parts:
+        for name, value in vars(part).items():
+            if callable(value) and not name.startswith("__"):
+                if name in seen:
+                    clashes.append(f"{name}: {seen[name]} and {part.__name__}")
+                seen[name] = part.__name__
+    assert not clashes

@@ -8,7 +8,7 @@ import pytest
 from actorq.broker.committer import Committer
 from actorq.broker.state import BrokerState
 from actorq.storage.journal import Journal, prepare
-from actorq.storage.sqlite import SqliteStore, StorageError
+from actorq.storage.sqlite import DiskFull, SqliteStore, StorageError
 from actorq.wire import protocol as p
 
 C, W = b"c", b"w"
@@ -238,4 +238,32 @@ def test_a_lease_is_written_one_commit_late_unless_the_task_ended_first(tmp_path
     store.commit(s.journal, s.scheduled)
     states = {tid: (state, r.attempts) for tid, state, r in store.load()[0]}
     assert states == {"t1": ("succeeded", 1), "t2": ("running", 1)}
+    store.close()
+
+
+def test_a_full_disk_is_named_and_its_batch_can_be_written_once_there_is_room(tmp_path):
+    # Given a store that may not grow (SQLite's max_page_count: SQLITE_FULL, as a full
+    # disk gives) and a batch bigger than its room
+    store, s = durable_state(tmp_path / "full.db")
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages + 2}")
+    s.on_client(C, p.Submit([p.TaskSpec(f"t{i}", "m:f", b"x" * 4000) for i in range(50)]), 0)
+    s.journal_leases()
+    batch = prepare(s.take_journal(), s.scheduled)
+    # When it is written through the committer, the error says the disk is full (not
+    # "cannot rollback"), and the batch is kept
+    committer = Committer(store)
+    committer.start(batch)
+    with pytest.raises(DiskFull, match="full"):
+        committer.wait()
+    assert committer.stalled is batch and not committer.busy
+    # Then once there is room, the same batch goes
+    store.db.execute("PRAGMA max_page_count = 1000000")
+    committer.retry()
+    committer.wait()
+    assert committer.stalled is None
+    committer.close()
+    store.close()
+    store, r = durable_state(tmp_path / "full.db")
+    assert len(r.tasks) == 50
     store.close()

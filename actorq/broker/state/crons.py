@@ -84,6 +84,7 @@ class Crons:
             self.tasks[tid] = task
             self.order.ids.append(tid)
             self._touch(task)
+            self._count_in(task)  # counted, never refused: crons are few and the operator's
             self._queue(task)
             self.submitted_total += 1
             self.cron_fired_total += 1

@@ -236,14 +236,12 @@ class Dispatch:
         expires, wall = now + self.result_ttl_s, now + self.wall_offset
         runs, waits, by_name = self.duration_counts, self.wait_counts, self.by_name
         buckets, shortest = DURATION_BUCKETS_S, DURATION_BUCKETS_S[0]
-        succeeded, stale_before = 0, self.stale_results_total
+        succeeded, let_go_bytes, stale_before = 0, 0, self.stale_results_total
         duration_sum = wait_sum = 0.0
         # The reporting worker's own leases first: a small dict that stays in cache,
         # where the table of every task kept costs cache misses at a million entries.
         own = worker.leased.get if worker is not None else tasks.get
-        last_client = None
-        last_list: list[p.Outcome] = []
-        Outcome = p.Outcome
+        last_client, last_list, Outcome = None, [], p.Outcome
         for r in results:
             task = own(r.id) or tasks.get(r.id)
             # The lease token, not a time or a worker id, says if a result is current: one
@@ -281,6 +279,7 @@ class Dispatch:
             task.state = SUCCEEDED
             run.finished_at = wall
             run.value = r.value
+            let_go_bytes += len(task.payload)
             task.payload = b""  # no retry can need it now; keeps finished tasks small
             succeeded += 1
             if task.opts is not None and task.opts.ignore_result:
@@ -302,6 +301,7 @@ class Dispatch:
                 task.watchers = None
             if self.dependents:
                 self._settle_dependents(task, now)
+        self.live, self.live_bytes = self.live - succeeded, self.live_bytes - let_go_bytes
         seen = len(results) - (self.stale_results_total - stale_before)
         self._count_results(seen, succeeded, duration_sum, wait_sum)
         if worker is not None and not worker.leased:

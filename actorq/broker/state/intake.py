@@ -37,20 +37,19 @@ class Intake:
         accepted = self.outbox.accepted.get(peer)
         if accepted is None:
             accepted = self.outbox.accepted[peer] = []
-        tasks = self.tasks
-        queues = self.queues
-        depth = self.depth
+        tasks, queues, depth = self.tasks, self.queues, self.depth
         max_payload = self.max_payload_bytes
         strings = self._strings
         payloads = self._payloads
         journal = self.journal
         listed = self.order.ids.append
         owner = self.principals.get(peer, peer)
-        if len(strings) > MAX_INTERNED:
-            strings.clear()  # a flood of distinct names must not grow this forever
-        if len(payloads) > MAX_INTERNED:
-            payloads.clear()  # nor one of distinct small arguments
-        added = 0
+        self._bound_interned()
+        added = added_bytes = 0
+        # What [broker] max_queued and max_queued_bytes leave for this batch.
+        room, room_bytes = self.max_queued - self.live, self.max_queued_bytes - self.live_bytes
+        full: tuple[str, str] | None = None  # the batch's queue_full answer, made once
+        refusing = self.draining or self.storage_full
         lane_queue: str | None = None  # the queue and priority the last task went to
         lane_priority = lane_added = 0
         lane: deque[Task] = deque()
@@ -58,21 +57,17 @@ class Intake:
             tid = spec.id
             existing = tasks.get(tid)
             if existing is not None:
-                if existing.owner is not None and existing.owner != owner:
-                    self._reject(peer, tid, "id_taken", "another client holds a task with "
-                                 "this id; let the client make ids")
-                    continue
-                # A resubmission of an id we hold (client retry): a no-op that answers as
-                # the first submission did, and makes sure this peer hears the outcome.
-                accepted.append(tid)
-                self._add_watcher(existing, peer)
+                self._resubmitted(peer, owner, existing, accepted)
                 continue
             name, queue, priority = spec.name, spec.queue, spec.priority
             opts = spec.opts
+            size = len(spec.payload)
             # One cheap test on the hot path; the detailed one only when it fails.
-            if (self.draining or len(spec.payload) > max_payload or ":" not in name or not queue
-                    or not 0 <= priority <= MAX_PRIORITY or not 0 < len(tid) <= MAX_ID_LENGTH):
-                self._reject(peer, tid, *self._validate(spec))
+            if (refusing or size > max_payload or ":" not in name or not queue
+                    or not 0 <= priority <= MAX_PRIORITY or not 0 < len(tid) <= MAX_ID_LENGTH
+                    or added >= room or size > room_bytes - added_bytes):
+                full = self._refuse_spec(peer, spec, full if added >= room else None,
+                                         added, added_bytes)
                 continue
             # Every task of a batch decodes its own copy of the same name and queue
             # strings; keeping one copy of each saves ~120 bytes per queued task. A
@@ -85,6 +80,8 @@ class Intake:
                 continue
             if opts is not None:
                 self._submit_with_options(peer, owner, spec, name, queue, opts, now, accepted)
+                room = self.max_queued - self.live  # it counted itself, if accepted
+                room_bytes = self.max_queued_bytes - self.live_bytes
                 continue
             payload = spec.payload
             if len(payload) <= SHARED_PAYLOAD_BYTES:
@@ -107,10 +104,39 @@ class Intake:
             accepted.append(tid)
             listed(tid)
             added += 1
+            added_bytes += size
         if lane_queue is not None:
             depth[lane_queue] += lane_added
         self.queued += added
+        self.live += added
+        self.live_bytes += added_bytes
         self.submitted_total += added
+
+    def _bound_interned(self) -> None:
+        if len(self._strings) > MAX_INTERNED:
+            self._strings.clear()  # a flood of distinct names must not grow this forever
+        if len(self._payloads) > MAX_INTERNED:
+            self._payloads.clear()  # nor one of distinct small arguments
+
+    def _resubmitted(self, peer: bytes, owner: bytes, existing: Task,
+                     accepted: list[str]) -> None:
+        """A submission of an id we hold: the owner's retry is a no-op that answers as
+        the first submission did (and this peer hears the outcome); anyone else's is
+        refused."""
+        if existing.owner is not None and existing.owner != owner:
+            self._reject(peer, existing.id, "id_taken", "another client holds a task with "
+                         "this id; let the client make ids")
+            return
+        accepted.append(existing.id)
+        self._add_watcher(existing, peer)
+
+    def _refuse_spec(self, peer: bytes, spec: p.TaskSpec, full: tuple[str, str] | None,
+                     added: int, added_bytes: int) -> tuple[str, str] | None:
+        """Refuse a submission, saying why; returns the batch's queue_full answer. A
+        flood meets a full broker a million times: `full`, when given, is reused."""
+        why = full or self._validate(spec, added, added_bytes)
+        self._reject(peer, spec.id, *why)
+        return why if why[0] == "queue_full" else full
 
     def _submit_with_options(self, peer: bytes, owner: bytes, spec: p.TaskSpec,
                              name: str, queue: str, opts: p.Options, now: float,
@@ -142,6 +168,7 @@ class Intake:
                     opts=opts, owner=owner)
         tasks[tid] = task
         self._touch(task)
+        self._count_in(task)
         accepted.append(tid)
         self.order.ids.append(tid)
         self.submitted_total += 1
@@ -182,14 +209,30 @@ class Intake:
         self._strings[text] = text
         return text
 
-    def _validate(self, spec: p.TaskSpec) -> tuple[str, str]:
+    def _validate(self, spec: p.TaskSpec, added: int = 0, added_bytes: int = 0
+                  ) -> tuple[str, str]:
+        """Why a submission is refused: (code, message). `added`: tasks of this batch
+        accepted before it, not yet counted in `live`."""
         if self.draining:
             return "draining", "the broker is shutting down and takes no new work"
+        if self.storage_full:
+            return ("disk_full", "the broker's storage is full (database or disk is full): "
+                    "it takes no new work until there is room; retry later")
         if not spec.id or len(spec.id) > MAX_ID_LENGTH:
             return "bad_option", f"task id must be 1..{MAX_ID_LENGTH} characters"
         if len(spec.payload) > self.max_payload_bytes:
             return ("too_large", f"payload of {len(spec.payload)} bytes is over the "
                     f"{self.max_payload_bytes}-byte limit")
+        if self.live + added >= self.max_queued:
+            return ("queue_full", f"the broker holds {self.live + added} unfinished tasks, its "
+                    f"limit ([broker] max_queued = {self.max_queued}); retry when workers "
+                    "have caught up")
+        held = self.live_bytes + added_bytes
+        if held + len(spec.payload) > self.max_queued_bytes:
+            return ("queue_full", f"the broker holds {held} bytes of unfinished tasks' "
+                    f"arguments; {len(spec.payload)} more would pass its limit ([broker] "
+                    f"max_queued_bytes = {self.max_queued_bytes}); retry when workers have "
+                    "caught up")
         if ":" not in spec.name:
             return "bad_option", f"task name {spec.name!r} is not of the form 'module:function'"
         if not spec.queue:

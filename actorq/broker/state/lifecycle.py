@@ -97,6 +97,7 @@ class Lifecycle:
         if task is None or task.state is not DEAD:
             return False
         self.dead.pop(tid, None)
+        self._count_in(task)
         self.retry_base[tid] = task.attempts  # a fresh retry budget
         if task.run is not None:
             run = task.run
@@ -110,6 +111,7 @@ class Lifecycle:
                 cascade: bool = True) -> None:
         self._touch(task)
         task.state = state
+        self._count_out(task)
         run = task.attempt()
         run.finished_at = now + self.wall_offset
         run.value = value

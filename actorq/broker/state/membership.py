@@ -98,12 +98,16 @@ class Membership:
         """A peer on the worker endpoint claimed what it may not: log it (once a minute
         per peer and claim) and, with a `code`, tell it."""
         self.bad_frames_total += 1
+        self._complain(peer, now, what)
+        if code:
+            self.outbox.to_workers.append((peer, p.Error(code=code, message=what)))
+
+    def _complain(self, peer: bytes, now: float, what: str) -> None:
+        """Log what a peer did wrong, once a minute per peer and kind."""
         swallowed = self.complaints.admit((peer, what), now)
         if swallowed is not None:
             log.warning("refused from %s: %s%s", peer.decode(errors="replace")[:64], what,
                         swallowed_note(swallowed, self.complaints))
-        if code:
-            self.outbox.to_workers.append((peer, p.Error(code=code, message=what)))
 
     def _kill(self, worker: Worker, reason: str) -> None:
         """A worker running a plain function it cannot stop: its supervisor replaces it.

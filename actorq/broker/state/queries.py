@@ -168,6 +168,7 @@ class Queries:
             self.tasks[tid] = task
             self.order.ids.append(tid)
             self._touch(task)
+            self._count_in(task)
             self._queue(task)
             self.submitted_total += 1
         return True

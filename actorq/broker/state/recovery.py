@@ -90,6 +90,7 @@ class Recovery:
                 if state is DEAD:
                     self.dead[tid] = None
                 continue
+            self._count_in(task)
             if opts is not None and opts.expires_at:
                 heapq.heappush(self.expiries, (opts.expires_at - self.wall_offset, tid))
             if state is RUNNING:

@@ -55,6 +55,8 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
         now: float,
         wall_offset: float = 0.0,
         max_payload_bytes: int = 10 * 1024 * 1024,
+        max_queued: int = 1_000_000,
+        max_queued_bytes: int = 1 << 30,
         heartbeat_interval_s: float = 1.0,
         heartbeat_liveness: int = 3,
         result_ttl_s: float = 86400.0,
@@ -70,6 +72,8 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
         self.started = now
         self.wall_offset = wall_offset
         self.max_payload_bytes = max_payload_bytes
+        self.max_queued = max_queued  # unfinished tasks held at most (table.py: live)
+        self.max_queued_bytes = max_queued_bytes  # ... and their arguments' bytes
         self.heartbeat_interval_s = heartbeat_interval_s
         self.liveness_s = heartbeat_interval_s * heartbeat_liveness
         # How long recovered running tasks wait for their workers to claim them (recover)
@@ -78,6 +82,7 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
         self.max_deliveries = max_deliveries
         self.kill_grace_s = kill_grace_s
         self.draining = False
+        self.storage_full = False  # the disk was full at the last commit: refuse new work
         self.rand = random.Random(seed)
         self.outbox = Outbox()
         self._init_table(durable)
@@ -114,7 +119,7 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
         reply = p.Error(code="bad_frame", message=reason)
         (self.outbox.to_workers if from_worker else self.outbox.to_clients).append((peer, reply))
 
-    def _version_ok(self, peer: bytes, hello: p.Hello, from_worker: bool) -> bool:
+    def _version_ok(self, peer: bytes, hello: p.Hello, from_worker: bool, now: float) -> bool:
         if hello.version == p.PROTOCOL_VERSION:
             return True
         self.bad_frames_total += 1
@@ -123,6 +128,7 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
             message=f"protocol version {hello.version} is not supported; "
             f"this broker speaks version {p.PROTOCOL_VERSION}",
         )
+        self._complain(peer, now, f"a {hello.role} hello of {reply.message}")
         (self.outbox.to_workers if from_worker else self.outbox.to_clients).append((peer, reply))
         return False
 
@@ -171,7 +177,7 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
                 self.outbox.ack_now.add(peer)
                 self.outbox.to_clients.append((peer, p.Pong(instance=self.instance)))
             case p.Hello() as hello:
-                if self._version_ok(peer, hello, False):
+                if self._version_ok(peer, hello, False, now):
                     self.outbox.to_clients.append((peer, self.welcome()))
 
     def on_worker(self, peer: bytes, msg: object, now: float) -> None:
@@ -201,7 +207,7 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
                 if worker is not None:
                     self._kill(worker, reason)
             case p.Hello() as hello:
-                if self._version_ok(peer, hello, True):
+                if self._version_ok(peer, hello, True, now):
                     self._hello(peer, hello, now)
             case p.Release(ids=ids):
                 if worker is not None:

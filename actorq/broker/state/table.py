@@ -68,6 +68,10 @@ class TaskTable:
         self.queues: dict[str, TaskQueue[Task]] = {}
         self.depth: dict[str, int] = {}  # live queued tasks per queue
         self.queued = 0
+        # Tasks not yet finished (pending, scheduled, queued, running) and the bytes of
+        # their arguments: what [broker] max_queued and max_queued_bytes bound.
+        self.live = 0
+        self.live_bytes = 0
         self._finished: deque[tuple[float, str]] = deque()  # (expires_at, id) in finish order
         self.order = TaskLog()  # every task id as submitted: listings, newest first
         # Tasks as they ended other than by success, for listings of the rare states.
@@ -77,6 +81,16 @@ class TaskTable:
         # it sends anything. None in memory, so the hot paths skip it with one test.
         self.journal: Journal | None = Journal() if durable else None
         self.durable = durable
+
+    def _count_in(self, task: Task) -> None:
+        """A task begins to count against the limits (made, or requeued from dead)."""
+        self.live += 1
+        self.live_bytes += len(task.payload)
+
+    def _count_out(self, task: Task) -> None:
+        """A task finished: it no longer counts (its result has a TTL of its own)."""
+        self.live -= 1
+        self.live_bytes -= len(task.payload)
 
     def take_journal(self) -> Journal:
         """The changes since the last call, for a commit; the table starts a new journal."""
