@@ -307,8 +307,11 @@ class Broker:
                 if sock is self.workers:
                     self.state.peer_unreachable(peer, time.monotonic())
                     self.again = True
-            elif exc.errno == EAGAIN:
-                log.warning("peer %r is not reading; dropped a %s", peer, type(msg).__name__)
+            elif exc.errno == EAGAIN:  # a peer that does not read: once a minute, not per message
+                swallowed = self.complaints.admit(("not reading", peer), time.monotonic())
+                if swallowed is not None:
+                    log.warning("peer %s is not reading; dropped a %s%s", peer.hex()[:64],
+                                type(msg).__name__, swallowed_note(swallowed, self.complaints))
             else:
                 raise
             return False

@@ -49,6 +49,7 @@ from actorq.worker.running import RunningBoard, places
 from actorq.worker.standin import StandIn
 
 log = logging.getLogger(__name__)
+MAX_HEARTBEAT_S = 3600.0  # a broker asking for beats further apart than this is wrong
 
 DRAIN_MAX = 1000  # frames per wake-up before yielding to the loop
 
@@ -193,6 +194,10 @@ class Worker(Execution, Interruptions):
                     log.warning("broker instance changed (%s -> %s); registering again",
                                 self.instance, instance)
                     self._hello()
+            case p.Welcome() as w if not 0 < w.heartbeat_interval_s < MAX_HEARTBEAT_S or (
+                    w.max_payload_bytes <= 0):
+                log.error("ignored a welcome with nonsense limits (heartbeat %r s, payload "
+                          "limit %r bytes)", w.heartbeat_interval_s, w.max_payload_bytes)
             case p.Welcome() as w:
                 first = self.instance is None
                 self.instance = w.instance

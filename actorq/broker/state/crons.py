@@ -18,6 +18,7 @@ from actorq.wire import protocol as p
 log = logging.getLogger("actorq.broker.state")
 
 SCHEDULE_CHUNK = 50_000  # timers per message when the whole schedule is sent
+LAST_DUE_TIME = 1e11  # unix seconds (year 5138): a due time past it is not a time
 
 
 class Crons:
@@ -70,7 +71,8 @@ class Crons:
         wall = now + self.wall_offset
         for f in items:
             entry = self.crons.get(f.name)
-            if entry is None or f.at <= entry.last_fired or f.at <= entry.since:
+            if (entry is None or not f.at > entry.last_fired or f.at <= entry.since
+                    or not f.at < LAST_DUE_TIME):  # NaN, inf, or past any real clock
                 continue
             self.crons[f.name] = msgspec.structs.replace(entry, last_fired=f.at)
             self._crons_changed()

@@ -54,7 +54,7 @@ class Membership:
         elif hello.role == "scheduler":
             if self.scheduler_secret and hello.secret != self.scheduler_secret:
                 self._refuse(peer, now, "bad_role", "this broker's scheduler is the one its "
-                             "node started; a peer that cannot say so is not it")
+                             "node started; a peer that cannot say so is not it", answer=True)
                 return
             self._scheduler_hello(peer, now)
             return
@@ -82,8 +82,8 @@ class Membership:
             for name, rate in hello.rate_limits.items():
                 lim = self.limits.get(name)
                 if name not in registered:
-                    self._refuse(peer, now, "", f"a rate limit for {name!r}, a task it does "
-                                 "not register, was ignored")
+                    self._refuse(peer, now, "rate_limit", f"a rate limit for {name[:200]!r}, "
+                                 "a task it does not register, was ignored")
                 elif rate > 0 and (lim is None or lim.interval != 1.0 / rate):
                     self.limits[name] = Limiter(rate)
         else:
@@ -94,20 +94,22 @@ class Membership:
             return
         self.outbox.to_workers.append((peer, self.welcome()))
 
-    def _refuse(self, peer: bytes, now: float, code: str, what: str) -> None:
+    def _refuse(self, peer: bytes, now: float, kind: str, what: str, *,
+                answer: bool = False) -> None:
         """A peer on the worker endpoint claimed what it may not: log it (once a minute
-        per peer and claim) and, with a `code`, tell it."""
+        per peer and kind) and, with `answer`, tell it (an Error with `kind` as code)."""
         self.bad_frames_total += 1
-        self._complain(peer, now, what)
-        if code:
-            self.outbox.to_workers.append((peer, p.Error(code=code, message=what)))
+        self._complain(peer, now, what, kind)
+        if answer:
+            self.outbox.to_workers.append((peer, p.Error(code=kind, message=what)))
 
-    def _complain(self, peer: bytes, now: float, what: str) -> None:
-        """Log what a peer did wrong, once a minute per peer and kind."""
-        swallowed = self.complaints.admit((peer, what), now)
+    def _complain(self, peer: bytes, now: float, what: str, kind: str) -> None:
+        """Log what a peer did wrong, once a minute per peer and `kind` (what itself
+        may carry the peer's words, which must not make every line a new one)."""
+        swallowed = self.complaints.admit((peer, kind), now)
         if swallowed is not None:
-            log.warning("refused from %s: %s%s", peer.decode(errors="replace")[:64], what,
-                        swallowed_note(swallowed, self.complaints))
+            log.warning("refused from %s: %s%s", peer.decode(errors="replace")[:64],
+                        what[:300], swallowed_note(swallowed, self.complaints))
 
     def _kill(self, worker: Worker, reason: str) -> None:
         """A worker running a plain function it cannot stop: its supervisor replaces it.
@@ -209,8 +211,8 @@ class Membership:
             self.worker_restarts[pool] = self.worker_restarts.get(pool, 0) + 1
         gone = self.workers.get(name.encode())
         if gone is not None and gone.supervisor != peer:
-            self._refuse(peer, now, "", f"it reported the exit of worker {name}, which it "
-                         "did not start; ignored")
+            self._refuse(peer, now, "worker_exited", f"it reported the exit of worker "
+                         f"{name[:200]}, which it did not start; ignored")
         elif gone is not None:
             level = logging.INFO if code == 0 and not gone.leased else logging.WARNING
             log.log(level, "worker %s exited with code %s; requeueing %d task(s)",
@@ -267,11 +269,14 @@ class Membership:
                  len(sups))
         self.outbox.to_clients.append((peer, p.Done(req=req, ok=[True])))
 
-    def _pool_failed(self, peer: bytes, reason: str) -> None:
+    def _pool_failed(self, peer: bytes, reason: str, now: float) -> None:
         sup = self.supervisors.get(peer)
-        if sup is not None:
-            sup.failed = reason
-        log.error("pool %s failed: %s", sup.pool if sup else "?", reason)
+        if sup is None:
+            self._complain(peer, now, "a pool failure from a peer that is no supervisor",
+                           "pool_failed")
+            return
+        sup.failed = reason
+        log.error("pool %s failed: %s", sup.pool, reason[:1000])
 
     def _forgive(self, gap: float) -> None:
         """This broker did not run for `gap` seconds (stopped, starved of CPU): its

@@ -128,7 +128,7 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
             message=f"protocol version {hello.version} is not supported; "
             f"this broker speaks version {p.PROTOCOL_VERSION}",
         )
-        self._complain(peer, now, f"a {hello.role} hello of {reply.message}")
+        self._complain(peer, now, f"a {hello.role[:20]!r} hello of {reply.message}", "version")
         (self.outbox.to_workers if from_worker else self.outbox.to_clients).append((peer, reply))
         return False
 
@@ -223,7 +223,7 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
             case p.PoolReport() as report:
                 self._pool_report(peer, report, now)
             case p.PoolFailed(reason=reason):
-                self._pool_failed(peer, reason)
+                self._pool_failed(peer, reason, now)
 
     def _operate(self, peer: bytes, msg: object, now: float) -> None:
         """An operator's query or command (queries.py); a bad one gets an Error."""
