@@ -9,8 +9,9 @@ Runnable examples are fenced blocks marked:
   after a command are its expected output, where `...` stands for any text.
 
 The examples name the default addresses (`tcp://127.0.0.1:5555`, `127.0.0.1:8080`);
-here they are pointed at a node of the test's own on free ports, and `bin/actorq`
-at this interpreter's `python -m actorq` (what bin/actorq runs once .venv exists).
+here they are pointed at a node of the test's own on free ports, and `bin/actorq` and
+`bin/chaos` at this interpreter's `python -m actorq` and `-m benchmarks.chaos` (what
+they run once .venv exists).
 A document's blocks share one namespace, in order, as a reader would type them.
 """
 
@@ -103,8 +104,9 @@ def run_shell(block: Block, where: str, env: dict[str, str]) -> None:
             steps[-1][1].append(line)
     assert steps, f"{where}: a `sh run` block without a `$ command` line"
     for command, expected in steps:
-        if command.startswith("bin/actorq "):
-            command = f"{shlex.quote(sys.executable)} -m actorq {command[len('bin/actorq '):]}"
+        for script, module in (("bin/actorq ", "actorq"), ("bin/chaos ", "benchmarks.chaos")):
+            if command.startswith(script):
+                command = f"{shlex.quote(sys.executable)} -m {module} {command[len(script):]}"
         done = subprocess.run(command, shell=True, cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=COMMAND_TIMEOUT_S)
         assert done.returncode == 0, f"{where}: `{command}` exited {done.returncode}:\n" \
