@@ -23,7 +23,7 @@ from pathlib import Path
 import msgspec
 
 from actorq import Client
-from actorq.testing import ROOT, NodeProcess, pid_of, wait_until
+from actorq.testing import ROOT, NodeProcess, PostgresCluster, pid_of, wait_until
 
 NOOP = "actorq.demo:noop"
 SPIN = "actorq.demo:spin"
@@ -483,21 +483,29 @@ def durable(scale: Scale) -> list[Figure]:
     the time until the node's restarted broker answers with every task back."""
     n = scale.batch_tasks // 2
     figures = []
-    with tempfile.TemporaryDirectory(prefix="actorq-bench-db-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="actorq-bench-db-") as tmp, ExitStack() as pgs:
         configs = {"memory": node_toml()}
         for sync in ("full", "normal"):
             store = f'[storage]\npath = "{tmp}/{sync}.db"\nsynchronous = "{sync}"\n'
             configs[sync] = node_toml(storage=store)
+        try:  # PostgreSQL on this machine (Debian's package), a server of our own
+            pg = PostgresCluster()
+            pgs.callback(pg.stop)
+            configs["postgresql"] = node_toml(
+                storage=f'[storage]\nurl = "{pg.create_database("bench")}"\n')
+        except RuntimeError:
+            pass
         rates = _interleaved_batch_rates(configs, n)
         mem = rates["memory"]
         figures.append(figure("durable", f"{n} no-op tasks, in memory (median of {REPEATS}, "
-                              "runs interleaved with the two below)", mem, "tasks/s"))
-        for sync in ("full", "normal"):
+                              "runs interleaved with those below)", mem, "tasks/s"))
+        for sync in [s for s in ("full", "normal", "postgresql") if s in rates]:
             rate = rates[sync]
-            figures.append(figure("durable", f"same, storage synchronous={sync}", rate,
-                                  "tasks/s"))
-            ratio = ("durable", f"synchronous={sync} vs in memory", 100 * rate / mem, "%")
-            figures.append(figure(*ratio, ">=", 50) if sync == "full" else figure(*ratio))
+            what = f"storage synchronous={sync}" if sync != "postgresql" else \
+                "PostgreSQL storage (fsync on, same machine)"
+            figures.append(figure("durable", f"same, {what}", rate, "tasks/s"))
+            ratio = ("durable", f"{what} vs in memory", 100 * rate / mem, "%")
+            figures.append(figure(*ratio) if sync == "normal" else figure(*ratio, ">=", 50))
         backlog_n = scale.backlog_tasks
         store = f'[storage]\npath = "{tmp}/recover.db"\n'
         with running(node_toml(pools=False, storage=store)) as node, Client(node.broker) as c:

@@ -16,11 +16,11 @@ import queue
 import threading
 
 from actorq.storage.journal import Batch
-from actorq.storage.sqlite import DiskFull, SqliteStore, StorageError
+from actorq.storage.sqlite import DiskFull, Store, StorageError
 
 
 class Committer:
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         # The writer says "done" by writing a byte here; the loop polls it beside its
         # sockets, so it wakes for a finished commit as for a message.

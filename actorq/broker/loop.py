@@ -26,7 +26,7 @@ from actorq.node.config import BrokerConfig, CronConfig, SecurityConfig
 from actorq.node.ratelog import Throttle, swallowed_note
 from actorq.node.specs import CANNOT_START, STORAGE_UNUSABLE, BrokerSpec
 from actorq.storage.journal import prepare
-from actorq.storage.sqlite import DiskFull, SqliteStore, StorageError, open_store
+from actorq.storage.sqlite import DiskFull, Store, StorageError, open_store
 from actorq.wire import curve, sockets
 from actorq.wire import protocol as p
 from actorq.wire.payload import encode_args
@@ -53,7 +53,7 @@ EAGAIN = int(zmq.EAGAIN)
 
 class Broker:
     def __init__(self, cfg: BrokerConfig, cron: list[CronConfig] | None = None,
-                 store: SqliteStore | None = None, scheduler_secret: str = "",
+                 store: Store | None = None, scheduler_secret: str = "",
                  security: SecurityConfig | None = None) -> None:
         self.cfg = cfg
         self.store = store
@@ -431,7 +431,7 @@ def main(spec: BrokerSpec) -> int:
     store = None
     if spec.storage is not None:
         try:
-            store = open_store(spec.storage.path, spec.storage.synchronous)
+            store = open_store(spec.storage.path, spec.storage.synchronous, spec.storage.url)
         except StorageError as exc:
             log.error("broker cannot use its storage: %s", exc)
             return STORAGE_UNUSABLE

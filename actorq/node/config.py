@@ -90,7 +90,8 @@ class SecurityConfig(msgspec.Struct, **_strict):
 
 
 class StorageConfig(msgspec.Struct, **_strict):
-    path: str  # the SQLite database file; relative paths are from the node's directory
+    path: str = ""  # the SQLite database file; relative paths are from the node's directory
+    url: str = ""  # or a PostgreSQL database: postgresql://user:password@host:port/dbname
     synchronous: str = "full"  # "full" | "normal": docs/operations.md says what NORMAL risks
 
 
@@ -204,8 +205,12 @@ def _check(config: Config, file: str) -> None:
     if config.storage is not None:
         if config.broker is None:
             raise ConfigError(file, "storage", "storage belongs to a node with a [broker]")
-        if not config.storage.path:
-            raise ConfigError(file, "storage.path", "must name a file")
+        if bool(config.storage.path) == bool(config.storage.url):
+            raise ConfigError(file, "storage.path", "name a SQLite file (path) or a "
+                              "PostgreSQL database (url), one of the two")
+        if config.storage.url and not config.storage.url.startswith(
+                ("postgresql://", "postgres://")):
+            raise ConfigError(file, "storage.url", "must be a postgresql:// URL")
         if config.storage.synchronous not in ("full", "normal"):
             raise ConfigError(file, "storage.synchronous", 'must be "full" or "normal"')
     if config.cron and config.broker is None:

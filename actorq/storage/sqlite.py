@@ -15,6 +15,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 
@@ -193,6 +194,22 @@ def _is_full(exc: sqlite3.OperationalError) -> bool:
             or "disk is full" in str(exc))
 
 
-def open_store(path: str, synchronous: str) -> SqliteStore:
+class Store(Protocol):
+    """What the broker needs of a store: SqliteStore, or postgres.PostgresStore."""
+
+    path: str
+
+    def load(self) -> tuple[list[StoredTask], list[p.CronEntry]]: ...
+    def write(self, batch: Batch) -> None: ...
+    def commit(self, journal: Journal, scheduled: dict[str, float]) -> None: ...
+    def close(self) -> None: ...
+
+
+def open_store(path: str, synchronous: str, url: str = "") -> Store:
+    """SQLite at `path`, or PostgreSQL at `url` ([storage] names one of them)."""
+    if url:
+        from actorq.storage.postgres import PostgresStore
+
+        return PostgresStore(url, synchronous)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return SqliteStore(path, synchronous)

@@ -1,0 +1,109 @@
+"""The PostgreSQL store: `[storage] url = "postgresql://..."`, beside SQLite's `path`.
+
+The same interface as SqliteStore (load, write, commit, close) and the same rows:
+`(id, state, rec)` with the record of storage/journal.py, so group commit and
+recovery work exactly as with SQLite. One broker per database: the store holds a
+session-level advisory lock for its lifetime, and a second broker on the same
+database stops with a clear error. Schema versions live in `actorq_meta`; tables
+are prefixed `actorq_` so the database may hold other things.
+
+psycopg 3 (the maintained PostgreSQL adapter; its pipeline mode sends a batch's
+statements without a round trip each) is imported only by a broker that uses it.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit, urlunsplit
+
+from actorq.storage.journal import Batch, Journal, StoredTask, prepare
+from actorq.storage.sqlite import StorageError, _decode_cron, _decode_record
+from actorq.wire import protocol as p
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+LOCK_KEY = 0x6163746F72710001  # "actorq" + 1: the advisory lock a broker holds
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS actorq_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS actorq_tasks (id TEXT PRIMARY KEY, state TEXT NOT NULL, "
+    "rec BYTEA NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS actorq_crons (name TEXT PRIMARY KEY, entry BYTEA NOT NULL)",
+]
+_UPSERT = ("INSERT INTO actorq_tasks (id, state, rec) VALUES (%s, %s, %s) "
+           "ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, rec = EXCLUDED.rec")
+
+
+def redacted(url: str) -> str:
+    """The url without its password, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStore:
+    def __init__(self, url: str, synchronous: str = "full") -> None:
+        import psycopg
+
+        self.path = redacted(url)  # what logs and errors name, as SqliteStore's path
+        try:
+            self.db = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StorageError(f"{self.path}: cannot connect: {exc}") from None
+        db = self.db
+        if synchronous == "normal":  # as SQLite's NORMAL: no wait for the WAL flush
+            db.execute("SET synchronous_commit = off")
+        locked = db.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+        if not locked:
+            db.close()
+            raise StorageError(f"{self.path}: locked by another broker (advisory lock "
+                               f"{LOCK_KEY:#x} is held)")
+        with db.transaction():
+            for statement in _SCHEMA:
+                db.execute(statement)
+            row = db.execute("SELECT value FROM actorq_meta WHERE key = 'schema_version'"
+                             ).fetchone()
+            if row is None:
+                db.execute("INSERT INTO actorq_meta VALUES ('schema_version', %s)",
+                           (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StorageError(f"{self.path}: schema version {row[0]} is newer than this "
+                                   f"actorq understands ({SCHEMA_VERSION}); upgrade actorq")
+
+    def load(self) -> tuple[list[StoredTask], list[p.CronEntry]]:
+        """Every stored task, in id (= creation) order, and the cron table."""
+        decode = _decode_record
+        cursor = self.db.execute("SELECT id, state, rec FROM actorq_tasks ORDER BY id COLLATE \"C\"")
+        rows = [(tid, state, decode(rec)) for tid, state, rec in cursor]
+        crons = [_decode_cron(r[0]) for r in self.db.execute("SELECT entry FROM actorq_crons")]
+        return rows, crons
+
+    def commit(self, journal: Journal, scheduled: dict[str, float]) -> None:
+        """Write one turn's changes in one transaction."""
+        self.write(prepare(journal, scheduled))
+
+    def write(self, batch: Batch) -> None:
+        """Commit a prepared batch in one transaction (on the Committer's thread)."""
+        import psycopg
+
+        db = self.db
+        rows = batch.rows
+        try:
+            with db.transaction(), db.cursor() as cur:
+                if rows:
+                    cur.executemany(_UPSERT, [(rows[i], rows[i + 1], bytes(rows[i + 2]))
+                                              for i in range(0, len(rows), 3)])
+                if batch.deleted:
+                    cur.execute("DELETE FROM actorq_tasks WHERE id = ANY(%s)",
+                                (batch.deleted,))
+                if batch.crons is not None:
+                    cur.execute("DELETE FROM actorq_crons")
+                    cur.executemany("INSERT INTO actorq_crons VALUES (%s, %s)", batch.crons)
+        except psycopg.Error as exc:
+            raise StorageError(f"{self.path}: commit failed: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,98 @@
+"""The PostgreSQL store: the same rows, group commit and recovery as SQLite, on a
+server of the test's own (Debian's postgresql, started on a free port)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+
+import pytest
+
+from actorq.broker.committer import Committer
+from actorq.broker.state import BrokerState
+from actorq.storage.journal import Journal
+from actorq.storage.postgres import PostgresStore, redacted
+from actorq.storage.sqlite import StorageError
+from actorq.testing import PostgresCluster, wait_until
+from actorq.wire import protocol as p
+
+C, W = b"c", b"w"
+
+
+@pytest.fixture(scope="module")
+def pg():
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def url(pg) -> str:
+    return pg.create_database(f"t{uuid.uuid4().hex[:12]}")
+
+
+def durable_state(url: str, now: float = 0.0):
+    store = PostgresStore(url)
+    s = BrokerState(now=now, instance="x")
+    rows, crons = store.load()
+    s.recover(rows, crons, now)
+    s.journal = Journal()
+    return store, s
+
+
+def test_every_state_comes_back_as_it_was(url):
+    store, s = durable_state(url)
+    s.on_worker(W, p.Hello(version=1, role="worker", queues=["default"], credit=1), 0)
+    s.on_client(C, p.Submit([
+        p.TaskSpec("t1", "m:f", b"\x01"), p.TaskSpec("t2", "m:f", b"\x02"),
+        p.TaskSpec("t3", "m:f", b"\x03", opts=p.Options(not_before=50.0, key="k")),
+        p.TaskSpec("t4", "m:f", b"\x04", opts=p.Options(depends_on=["t3"]))]), 0)
+    s.dispatch(0)  # t1 runs
+    s.journal_leases()
+    s.journal_leases()
+    committer = Committer(store)  # as the broker writes: on the committer's thread
+    from actorq.storage.journal import prepare
+
+    committer.start(prepare(s.take_journal(), s.scheduled))
+    committer.wait()
+    s.on_client(C, p.Submit([p.TaskSpec("t5", "m:f", b"\x05")]), 1)
+    s.on_client(C, p.Cancel(1, ["t5"]), 1)
+    store.commit(s.journal, s.scheduled)
+    committer.close()
+    store.close()
+    store, r = durable_state(url, now=10.0)
+    assert r.tasks["t1"].state == "running" and r.unclaimed == {"t1": None}
+    assert r.tasks["t2"].state == "queued" and r.queued == 1
+    assert r.scheduled == {"t3": 50.0} and r.keys == {(C, "k"): "t3"}
+    assert r.tasks["t4"].state == "pending" and r.waiting == {"t4": 1}
+    assert r.tasks["t5"].state == "cancelled"
+    assert list(r.tasks) == ["t1", "t2", "t3", "t4", "t5"]  # id order, as SQLite gives it
+    store.close()
+
+
+def test_a_second_broker_on_the_same_database_is_refused(url):
+    first = PostgresStore(url)
+    with pytest.raises(StorageError, match="locked by another broker"):
+        PostgresStore(url)
+    first.close()
+    PostgresStore(url).close()  # the lock goes with its holder
+
+
+def test_errors_never_show_the_password():
+    assert redacted("postgresql://u:s3cret@h:5432/d") == "postgresql://u:***@h:5432/d"
+    with pytest.raises(StorageError) as err:
+        PostgresStore("postgresql://u:s3cret@127.0.0.1:1/d")
+    assert "s3cret" not in str(err.value)
+
+
+def test_a_node_on_postgresql_loses_no_result_when_its_broker_is_sigkilled(node, client,
+                                                                          url):
+    n = node(workers=2, concurrency=2, extra=f'\n[storage]\nurl = "{url}"\n')
+    c = client(n)
+    hs = c.submit_many([("tests.apps.faulty:sleep", (0.01,)) for _ in range(400)])
+    c.flush(timeout=30)
+    wait_until(lambda: c.stats().finished_total.get("succeeded", 0) > 20, 20)
+    os.kill(n.actor_pid("broker"), signal.SIGKILL)
+    assert c.gather(hs, timeout=90) == [0.01] * 400
+    assert "recovered from postgresql://" in n.log()
