@@ -59,8 +59,8 @@ class Client(SyncIO):
         self.request_timeout = request_timeout
         self._session = Session(address, Pressure(full_timeout, max_unacked_bytes))
         self._cond = threading.Condition()
+        keys = curve.optional_client_curve(key, broker_key)  # a bad key file: before sockets
         self._ctx = zmq.Context()
-        keys = curve.optional_client_curve(key, broker_key)
         self._sock = sockets.dealer(self._ctx, address, self._session.identity, keys,
                                     connect=False)
         handshake = sockets.HandshakeWatch(self._sock)  # from the first attempt on
@@ -125,7 +125,7 @@ class Client(SyncIO):
         """
         session = self._session
         spec = session.build(name, args, kwargs, options)
-        if session.pressure.full_since is not None or session.congested():
+        if session.congested():
             self._wait_room()
         handle = TaskHandle(spec.id, self)
         session.add(spec, handle)
@@ -173,7 +173,7 @@ class Client(SyncIO):
         # Nothing below can fail, so the sender may start on the first chunk while
         # the rest are still being turned into specs and handles.
         for start in range(0, len(prepared), PIPELINE_CHUNK):
-            if session.pressure.full_since is not None or session.congested():
+            if session.congested():
                 # Once some are submitted, raising would lose their handles: the rest
                 # go anyway, and fail one by one if the broker stays full.
                 self._wait_room(raising=not handles)
