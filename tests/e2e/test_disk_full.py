@@ -2,7 +2,8 @@
 no crash loop, no acknowledged task lost, and work taken again when space returns.
 
 The disk is a small tmpfs of the test's own (mounting one needs root, which the
-test tier runs as; elsewhere the test is skipped and says why)."""
+test tier runs as; where the machine does not allow it the test is skipped and says
+why)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ def small_disk(tmp_path: Path):
         pytest.skip("mounting a tmpfs needs root")
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], check=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:  # a container without the right to mount
+        pytest.skip(f"this machine does not allow mounting a tmpfs: {done.stderr.strip()}")
     try:
         yield mnt
     finally:
