@@ -73,6 +73,24 @@ def pid_of(name_part: str, sid: int, exact: bool = False) -> list[int]:
     return found
 
 
+
+def raw_peer(endpoint: str, identity: bytes | None = None, *, curve=None,
+             timeout_ms: int = 5000):
+    """A bare DEALER on a broker endpoint, as a hostile or broken peer would hold:
+    no linger, a receive timeout, an optional routing id and CurveZMQ keys
+    (wire.curve.ClientCurve). The caller closes it."""
+    import zmq
+
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, timeout_ms)
+    if identity is not None:
+        s.setsockopt(zmq.IDENTITY, identity)
+    if curve is not None:
+        curve.apply(s)
+    s.connect(endpoint)
+    return s
+
 class NodeProcess:
     """A running `actorq run` in its own session."""
 

@@ -34,6 +34,7 @@ POISON = "benchmarks.chaos_tasks:poison"
 TASKS = 400  # per round, ~1 s of work for 4 one-slot workers
 TASK_S = 0.01
 KINDS = ("ok", "lost", "duplicated", "wrong")
+LOST = object()  # what results() gives a task that ended without its result
 
 
 @dataclass
@@ -83,8 +84,6 @@ def classify(expected: dict[str, int], got: dict[str, object], seen: Counter) ->
             counts["ok"] += 1
     return counts
 
-
-LOST = object()
 
 
 def results(c: Client, ids: list[str], timeout: float,

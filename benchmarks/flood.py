@@ -91,7 +91,7 @@ def flood(scale: Scale) -> list[Figure]:
         bound = BASE_RSS + PER_TASK * MAX_QUEUED + MAX_QUEUED_BYTES
         if payload == 0:
             bound = BASE_RSS + PER_TASK * MAX_QUEUED + 16 * MAX_QUEUED
-        refused = sum(n for code, n in r["codes"].items())
+        refused = sum(r["codes"].values())
         others = sum(n for code, n in r["codes"].items() if code != "queue_full")
         what = f"{CLIENTS} clients, {label}, {seconds:g} s, no workers"
         figures += [

@@ -82,3 +82,13 @@ def client() -> Iterator[Callable[..., object]]:
     yield make
     for c in made:
         c.close(close_timeout=1.0)
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A PostgreSQL server of the test run's own (actorq.testing.PostgresCluster)."""
+    from actorq.testing import PostgresCluster
+
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.stop()

@@ -10,21 +10,11 @@ import pytest
 import zmq
 
 from actorq.errors import SubmitRejected
-from actorq.testing import wait_until
+from actorq.testing import raw_peer, wait_until
 from actorq.wire import protocol as p
 from actorq.wire.payload import encode_args
 
 F = "tests.apps.faulty"
-
-
-def _dealer(address: str, identity: bytes | None = None) -> zmq.Socket:
-    s = zmq.Context.instance().socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.RCVTIMEO, 3000)
-    if identity is not None:
-        s.setsockopt(zmq.IDENTITY, identity)
-    s.connect(address)
-    return s
 
 
 def _send(sock: zmq.Socket, msg: object) -> None:
@@ -47,7 +37,7 @@ def test_a_second_connection_under_a_clients_identity_gets_none_of_its_results(n
     h = c.submit(f"{F}:sleep", (1.0,))
     identity = c._session.identity
     assert identity.decode()[2:] not in h.id
-    thief = _dealer(n.broker, identity)
+    thief = raw_peer(n.broker, identity)
     try:
         _send(thief, p.Hello(version=p.PROTOCOL_VERSION, role="client"))
         _send(thief, p.Ping())
@@ -64,7 +54,7 @@ def test_a_task_id_held_by_another_client_is_refused_not_answered(node, client):
     n = node()
     victim = client(n)
     squatted = victim._session.new_id()
-    attacker = _dealer(n.broker)
+    attacker = raw_peer(n.broker)
     try:
         payload = encode_args((1337,), None)
         _send(attacker, p.Submit([p.TaskSpec(squatted, f"{F}:echo", payload)]))
@@ -89,7 +79,7 @@ def test_an_idempotency_key_another_client_used_first_is_not_theirs_to_answer(no
 
 
 def _worker_peer(n) -> zmq.Socket:
-    return _dealer(n.worker_bind, b"rogue-" + os.urandom(4).hex().encode())
+    return raw_peer(n.worker_bind, b"rogue-" + os.urandom(4).hex().encode())
 
 
 def test_a_rogue_supervisor_cannot_requeue_a_healthy_workers_task(node, client):

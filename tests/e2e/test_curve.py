@@ -9,10 +9,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
-import zmq
 
 from actorq.errors import BrokerUnavailable, RequestRejected
-from actorq.testing import ROOT
+from actorq.testing import ROOT, raw_peer
 from actorq.wire import curve
 from actorq.wire import protocol as p
 
@@ -82,14 +81,8 @@ def test_a_client_without_an_allowed_key_is_refused_and_told_why(secure, client,
 
 
 def _curve_dealer(endpoint: str, keys: Path, name: str, identity: bytes | None = None):
-    s = zmq.Context.instance().socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
-    if identity is not None:
-        s.setsockopt(zmq.IDENTITY, identity)
-    curve.client_curve(**{"key": _key(keys, name)["key"],
-                          "broker_key": keys / "broker.key"}).apply(s)
-    s.connect(endpoint)
-    return s
+    return raw_peer(endpoint, identity,
+                    curve=curve.client_curve(_key(keys, name)["key"], keys / "broker.key"))
 
 
 def test_a_rogue_worker_with_a_client_key_gets_no_task(secure, client):

@@ -47,8 +47,13 @@ def test_whole_node_sigkilled_mid_stream_keeps_every_acknowledged_task(node, cli
     assert c2.stats().finished_total["succeeded"] >= len(acked)
 
 
-def test_broker_sigkilled_under_load_loses_no_result(node, client, tmp_path):
-    n = node(workers=2, concurrency=2, **storage(tmp_path / "b.db"))
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_broker_sigkilled_under_load_loses_no_result(node, client, tmp_path, engine, request):
+    if engine == "sqlite":
+        n = node(workers=2, concurrency=2, **storage(tmp_path / "b.db"))
+    else:
+        url = request.getfixturevalue("pg").create_database(f"k{os.getpid()}{time.time_ns()}")
+        n = node(workers=2, concurrency=2, extra=f'\n[storage]\nurl = "{url}"\n')
     c = client(n)
     hs = c.submit_many([("tests.apps.faulty:sleep", (0.01,)) for _ in range(400)])
     c.flush(timeout=30)
@@ -57,6 +62,7 @@ def test_broker_sigkilled_under_load_loses_no_result(node, client, tmp_path):
     # The node restarts the broker; it recovers, workers reconnect, the same client's
     # waits carry on across the restart.
     assert c.gather(hs, timeout=90) == [0.01] * 400
+    assert ("recovered from postgresql://" in n.log()) == (engine == "postgresql")
 
 
 def test_a_client_mid_submit_many_completes_after_a_broker_restart_exactly_once(node, client,

@@ -13,6 +13,7 @@ import zmq
 
 from actorq import BrokerUnavailable, TaskFailed
 from actorq.wire import protocol as p
+from actorq.testing import raw_peer
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -117,15 +118,6 @@ def test_a_pool_survives_poison_tasks_in_a_row(node, client):
     assert stats.supervisors == {"default": "up"} and stats.worker_restarts == {"default": 20}
 
 
-def _raw(address: str) -> zmq.Socket:
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.RCVTIMEO, 5000)
-    s.connect(address)
-    return s
-
-
 def _reply(sock: zmq.Socket, union=p.BrokerToClient):
     return msgspec.msgpack.decode(sock.recv(), type=union)
 
@@ -135,7 +127,7 @@ def test_malformed_frames_and_wrong_versions_get_errors_and_harm_nothing(node, c
     n = node()
     c = client(n)
     h = c.submit("tests.apps.faulty:sleep", (0.5,))
-    raw = _raw(n.broker)
+    raw = raw_peer(n.broker)
     try:
         # When garbage, a message meant for another actor, a multi-frame message and a
         # hello of an unknown protocol version arrive on the client endpoint
@@ -155,7 +147,7 @@ def test_malformed_frames_and_wrong_versions_get_errors_and_harm_nothing(node, c
         assert isinstance(rejected, p.Rejected) and rejected.items[0].code == "too_large"
     finally:
         raw.close()
-    wraw = _raw(n.worker_bind)
+    wraw = raw_peer(n.worker_bind)
     try:
         wraw.send(b"junk")
         assert _reply(wraw, p.BrokerToWorker).code == "bad_frame"
@@ -174,7 +166,7 @@ def test_malformed_frames_and_wrong_versions_get_errors_and_harm_nothing(node, c
 def test_a_flood_of_bad_frames_is_one_warning_per_kind_and_peer(node):
     # Given a node
     n = node(workers=1)
-    first, second = _raw(n.broker), _raw(n.broker)
+    first, second = raw_peer(n.broker), raw_peer(n.broker)
     try:
         # When one peer sends 100 undecodable frames, and another peer sends garbage too
         for _ in range(100):
@@ -195,7 +187,7 @@ def test_a_frame_over_the_limit_is_refused_before_it_is_held(node, client):
     # Given a node with a 1 MiB payload limit, and a client that uses it
     n = node(broker_extra="max_payload_bytes = 1048576")
     c = client(n)
-    big = _raw(n.broker)
+    big = raw_peer(n.broker)
     try:
         # When a peer sends frames far over the limit (plus the envelope)
         rss = _rss(n.actor_pid("broker"))
@@ -211,10 +203,9 @@ def test_a_frame_over_the_limit_is_refused_before_it_is_held(node, client):
 
 
 def _rss(pid: int) -> int:
-    from pathlib import Path
+    from benchmarks.workloads import rss_bytes
 
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(status.split("VmRSS:")[1].split()[0]) * 1024
+    return rss_bytes(pid)
 
 
 def test_sigkilled_broker_is_restarted_and_clients_and_workers_reconnect(node, client):

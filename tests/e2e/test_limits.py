@@ -8,6 +8,7 @@ import time
 import pytest
 
 from actorq.errors import SubmitRejected
+from actorq.testing import wait_until
 
 F = "tests.apps.faulty"
 
@@ -21,7 +22,7 @@ def test_a_full_broker_refuses_and_the_client_waits_then_sends_again(node, clien
     c.flush(timeout=10)
     # When a sixth is submitted, the broker refuses it as full; the client keeps it
     sixth = c.submit(f"{F}:add", (6, 6))
-    time.sleep(0.3)
+    wait_until(lambda: c._session.pressure.full_since is not None, 10)
     assert not sixth.done
     # Then a seventh waits for room, up to full_timeout, and is refused, naming the limit
     t0 = time.monotonic()

@@ -7,6 +7,7 @@ import os
 
 import zmq
 
+from actorq.testing import raw_peer
 from tests.fuzz.messages import Fuzzer
 from actorq.wire import protocol as p
 
@@ -15,12 +16,9 @@ F = "tests.apps.faulty"
 CANARY = "canary-7f3a"
 
 
-def _peer(endpoint: str) -> zmq.Socket:
-    s = zmq.Context.instance().socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
+def _peer(endpoint: str):
+    s = raw_peer(endpoint, b"fuzz-" + os.urandom(4).hex().encode())
     s.setsockopt(zmq.SNDHWM, 0)  # queue everything: the broker must keep up or drop
-    s.setsockopt(zmq.IDENTITY, b"fuzz-" + os.urandom(4).hex().encode())
-    s.connect(endpoint)
     return s
 
 

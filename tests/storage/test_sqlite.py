@@ -6,21 +6,16 @@ import msgspec
 import pytest
 
 from actorq.broker.committer import Committer
-from actorq.broker.state import BrokerState
 from actorq.storage.journal import Journal, prepare
 from actorq.storage.sqlite import DiskFull, SqliteStore, StorageError
 from actorq.wire import protocol as p
+from tests.storage.stores import recovered
 
 C, W = b"c", b"w"
 
 
 def durable_state(path, now=0.0):
-    store = SqliteStore(str(path))
-    s = BrokerState(now=now, instance="x")
-    rows, crons = store.load()
-    s.recover(rows, crons, now)
-    s.journal = Journal()
-    return store, s
+    return recovered(SqliteStore(str(path)), now)
 
 
 def commit(store, s):

@@ -133,7 +133,7 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
         return False
 
     def on_client(self, peer: bytes, msg: object, now: float) -> None:
-        if self.submitters and peer in self.submitters and not self._allowed(peer, msg):
+        if self.submitters and not self._allowed(peer, msg):
             return
         match msg:
             case p.Submit(tasks=specs, ack_later=later):
