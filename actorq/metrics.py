@@ -50,6 +50,20 @@ TASK_RUN_TIME = "actorq_task_run_seconds"
 # first failure shows in increase() rather than as a series appearing from nothing.
 FINAL_STATES = ("succeeded", "dead", "cancelled", "expired")
 QUEUE_UNSERVED = "actorq_queue_unserved"
+BROKER_EPOCH = "actorq_broker_epoch"
+BROKER_LEADING = "actorq_broker_leading"
+
+
+def _leadership(stats: Stats) -> Iterator[Metric]:
+    # A broker that answers serves: a standby does not listen, and a gateway whose
+    # broker is a standby reports actorq_broker_up 0 instead.
+    leading = GaugeMetricFamily(BROKER_LEADING, "1: the broker this gateway reads serves (and "
+                                "leads its shared store, if it has one).", labels=["leader"])
+    leading.add_metric([stats.leader or stats.instance], 1)
+    yield leading
+    yield GaugeMetricFamily(BROKER_EPOCH, "Leadership epoch of the broker: grows with every "
+                            "takeover of a shared PostgreSQL store (0 without one).",
+                            value=stats.epoch)
 
 
 def families(stats: Stats | None) -> Iterator[Metric]:
@@ -60,6 +74,7 @@ def families(stats: Stats | None) -> Iterator[Metric]:
         return
     yield GaugeMetricFamily(BROKER_UPTIME, "Seconds since this broker instance started.",
                             value=stats.uptime_s)
+    yield from _leadership(stats)
     yield CounterMetricFamily(SUBMITTED, "Tasks accepted by the broker.",
                               value=stats.submitted_total)
     finished = CounterMetricFamily(FINISHED, "Tasks that reached a final state, by state.",

@@ -35,6 +35,15 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: fl
         time.sleep(interval_s)
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (for configs that need a fixed one)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def session_pids(sid: int) -> list[int]:
     """Every live process in session `sid` (zombies excluded)."""
     pids = []
@@ -95,7 +104,7 @@ class NodeProcess:
     """A running `actorq run` in its own session."""
 
     def __init__(self, config_text: str, tmp: Path, name: str, cwd: Path = ROOT,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, netns: str | None = None) -> None:
         self.dir = tmp / name
         self.dir.mkdir()
         self.config_path = self.dir / "node.toml"
@@ -104,8 +113,11 @@ class NodeProcess:
         self.log_path = self.dir / "node.log"
         env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
         self._log = self.log_path.open("wb")
+        # In a network namespace of the test's own: `ip netns exec` execs the node, so
+        # the pid and session are the node's.
+        prefix = ["ip", "netns", "exec", netns] if netns else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "actorq", "run", str(self.config_path),
+            [*prefix, sys.executable, "-m", "actorq", "run", str(self.config_path),
              "--ready-file", str(self.ready_path)],
             cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
@@ -123,6 +135,12 @@ class NodeProcess:
                 raise AssertionError(f"node not ready in {READY_TIMEOUT_S} s:\n{self.log()}")
             time.sleep(0.02)
         return json.loads(self.ready_path.read_text())
+
+    @property
+    def standby(self) -> bool:
+        """Whether the node's broker waits for another's lease (its ready file says)."""
+        self.info = json.loads(self.ready_path.read_text())
+        return bool(self.info.get("standby"))
 
     @property
     def broker(self) -> str:
@@ -179,7 +197,7 @@ class PostgresCluster:
     directory, started on a free loopback port (as the `postgres` user when root, as
     PostgreSQL insists), removed by `stop()`. Uses Debian's `postgresql` package."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", netns: str | None = None) -> None:
         import glob
         import shutil
         import socket
@@ -196,14 +214,19 @@ class PostgresCluster:
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self.as_user:
             shutil.chown(self.dir, "postgres")
+        if netns:  # a host of the test's own (benchmarks/hosts.py)
+            self.as_user = ["ip", "netns", "exec", netns, *self.as_user]
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self._run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres",
                   "--no-sync", "-E", "UTF8")
+        if host != "127.0.0.1":  # trust the hosts' network too, as initdb does loopback
+            with open(self.dir / "data" / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {host.rsplit('.', 1)[0]}.0/24 trust\n")
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w",
-                  "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+                  "-o", f"-p {self.port} -k {self.dir} -c listen_addresses={host}", "start")
+        self.url = f"postgresql://postgres@{host}:{self.port}/postgres"
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run([*self.as_user, str(self.bin / tool), *args], check=True,

@@ -23,7 +23,7 @@ from pathlib import Path
 import msgspec
 
 from actorq import Client
-from actorq.testing import ROOT, NodeProcess, PostgresCluster, pid_of, wait_until
+from actorq.testing import ROOT, NodeProcess, PostgresCluster, free_port, pid_of, wait_until
 
 NOOP = "actorq.demo:noop"
 SPIN = "actorq.demo:spin"
@@ -70,8 +70,11 @@ def node_toml(*, workers: int = 2, prefetch: int = 0, concurrency: int = 1,
               http: bool = False) -> str:
     text = ""
     if not broker:
-        text += ('[node]\nshutdown_grace = 5\n[broker]\nbind = "tcp://127.0.0.1:*"\n'
-                 'worker_bind = "tcp://127.0.0.1:*"\n')
+        # A broker on a shared PostgreSQL store needs fixed ports (a standby's peers
+        # must know where it will listen).
+        port, worker_port = (free_port(), free_port()) if "url =" in storage else ("*", "*")
+        text += ('[node]\nshutdown_grace = 5\n[broker]\n'
+                 f'bind = "tcp://127.0.0.1:{port}"\nworker_bind = "tcp://127.0.0.1:{worker_port}"\n')
     if http:
         text += '[http]\nbind = "127.0.0.1:0"\n'
     if storage:

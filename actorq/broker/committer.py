@@ -16,6 +16,7 @@ import queue
 import threading
 
 from actorq.storage.journal import Batch
+from actorq.storage.leadership import Deposed
 from actorq.storage.sqlite import DiskFull, Store, StorageError
 
 
@@ -63,6 +64,8 @@ class Committer:
             error, self._error = self._error, None
             if isinstance(error, DiskFull):
                 self.stalled = self._last
+                raise error
+            if isinstance(error, Deposed):
                 raise error
             raise StorageError(f"{self.store.path}: commit failed: {error}") from error
         self._last = None

@@ -26,6 +26,8 @@ from actorq.node.config import BrokerConfig, CronConfig, SecurityConfig
 from actorq.node.ratelog import Throttle, swallowed_note
 from actorq.node.specs import CANNOT_START, STORAGE_UNUSABLE, BrokerSpec
 from actorq.storage.journal import prepare
+from actorq.broker.leading import lead, open_shared, step_down
+from actorq.storage.leadership import Deposed, Lease
 from actorq.storage.sqlite import DiskFull, Store, StorageError, open_store
 from actorq.wire import curve, sockets
 from actorq.wire import protocol as p
@@ -54,9 +56,10 @@ EAGAIN = int(zmq.EAGAIN)
 class Broker:
     def __init__(self, cfg: BrokerConfig, cron: list[CronConfig] | None = None,
                  store: Store | None = None, scheduler_secret: str = "",
-                 security: SecurityConfig | None = None) -> None:
+                 security: SecurityConfig | None = None, lease: Lease | None = None) -> None:
         self.cfg = cfg
         self.store = store
+        self.lease = lease  # the store's leadership, held by this broker (leadership.py)
         self.max_frame = cfg.max_payload_bytes + p.FRAME_OVERHEAD_BYTES
         self.complaints = Throttle()  # bad frames: one log line per kind and peer a minute
         self.ctx = zmq.Context()
@@ -94,6 +97,8 @@ class Broker:
                                c.queue, c.priority) for c in cron or ()],
             durable=store is not None,
             scheduler_secret=scheduler_secret,
+            epoch=lease.epoch if lease is not None else 0,
+            leader=lease.name if lease is not None else "",
         )
         if store is not None:
             t0 = time.monotonic()
@@ -133,6 +138,9 @@ class Broker:
         committer = self.committer
         if committer is not None:
             poller.register(committer.fd, zmq.POLLIN)
+        lease = self.lease
+        if lease is not None:
+            poller.register(lease.fd, zmq.POLLIN)
         log.info("broker %s listening: clients %s, workers %s", state.instance,
                  *self.endpoints().values())
         actor.report_ready(self.endpoints())
@@ -143,17 +151,26 @@ class Broker:
             deadline = min(state.next_deadline(), self.acks_due) if self.acks else state.next_deadline()
             if committer is not None and committer.stalled is not None:
                 deadline = min(deadline, self.disk_retry_at)
+            if lease is not None:
+                if not lease.valid(now):
+                    return self._deposed()
+                deadline = min(deadline, lease.renewed_at + lease.lease_s)
             timeout_ms = 0 if self.again else max(0.0, deadline - now) * 1000
             self.again = False
             events = spin.poll(self.heap.poll_timeout(timeout_ms), near)
             if not events:
                 self.heap.idle()
             now = time.monotonic()
+            if lease is not None and not lease.valid(now):  # e.g. woken after a pause
+                return self._deposed()
             if self.acks and now >= self.acks_due:
                 self._release_acks(list(self.acks))
             if committer is not None:
                 if committer.fd in events:
-                    self._commit_done(committer, now)
+                    try:
+                        self._commit_done(committer, now)
+                    except Deposed as exc:
+                        return self._deposed(str(exc))
                 if committer.stalled is not None and now >= self.disk_retry_at:
                     committer.retry()
             if self.clients in events:
@@ -176,6 +193,10 @@ class Broker:
                 self._commit_then_send(committer, out)
         self._stop(spin)
         return 0
+
+    def _deposed(self, why: str = "") -> int:
+        """Another broker leads now, or may: stop at once (leading.step_down)."""
+        return step_down(self.lease, self.state.instance, (self.clients, self.workers), why)
 
     def _commit_then_send(self, committer: Committer, out: Outbox) -> None:
         """Group commit: what a turn decided leaves only once the transaction holding
@@ -417,6 +438,8 @@ class Broker:
                 log.error("%s: the last changes are not written", exc)
         if self.store is not None:
             self.store.close()
+        if self.lease is not None:
+            self.lease.close(release=True)
         self.clients.close()
         self.workers.close()
         if self.auth is not None:
@@ -428,15 +451,24 @@ def main(spec: BrokerSpec) -> int:
     actor.die_with_parent()
     signals = actor.Signals(drain_signal=True)
     cfg = spec.config
-    store = None
+    store = lease = None
     if spec.storage is not None:
+        storage = spec.storage
         try:
-            store = open_store(spec.storage.path, spec.storage.synchronous, spec.storage.url)
+            if storage.url:
+                store = open_shared(storage, signals)
+                lease = lead(store, storage.lease, signals) if store is not None else None
+                if lease is None:  # told to stop while waiting
+                    if store is not None:
+                        store.close()
+                    return 0
+            else:
+                store = open_store(storage.path, storage.synchronous)
         except StorageError as exc:
             log.error("broker cannot use its storage: %s", exc)
             return STORAGE_UNUSABLE
     try:
-        broker = Broker(cfg, spec.crons, store, spec.scheduler_secret, spec.security)
+        broker = Broker(cfg, spec.crons, store, spec.scheduler_secret, spec.security, lease)
     except zmq.ZMQError as exc:
         log.error("broker cannot bind %s / %s: %s", cfg.bind, cfg.worker_bind, exc)
         return CANNOT_START

@@ -17,8 +17,9 @@ EXIT_CONFIG = 2
 
 DEFAULT_BROKER = "tcp://127.0.0.1:5555"  # [broker] bind's default
 BROKER_ENV = "ACTORQ_BROKER"  # where the broker address comes from without --broker or -c
-BROKER_HELP = (f"the broker's client endpoint (default: the [broker] bind of -c CONFIG, "
-               f"else ${BROKER_ENV}, else {DEFAULT_BROKER})")
+BROKER_HELP = (f"the broker's client endpoint, or several, comma-separated, of brokers "
+               f"sharing a store (default: the [broker] bind of -c CONFIG, else "
+               f"${BROKER_ENV}, else {DEFAULT_BROKER})")
 CONNECT_TIMEOUT_S = 5.0
 KEY_ENV, BROKER_KEY_ENV = "ACTORQ_KEY", "ACTORQ_BROKER_KEY"  # CurveZMQ key files
 
@@ -95,6 +96,8 @@ def with_client(args: argparse.Namespace, work: Callable[[Any], int]) -> int:
     try:
         address = broker_address(args)
         key, broker_key = broker_keys(args)
+        if "," in address:  # the brokers sharing a store: the client follows the leader
+            address = [a.strip() for a in address.split(",") if a.strip()]
         with Client(address, connect_timeout=args.timeout,
                     request_timeout=max(args.timeout, 10.0), key=key,
                     broker_key=broker_key) as client:

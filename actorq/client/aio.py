@@ -37,6 +37,7 @@ from actorq.client.session import (
 from actorq.errors import BrokerUnavailable, ResultTimeout, SubmitRejected
 from actorq.wire import protocol as p
 from actorq.wire import curve, sockets
+from actorq.wire.leader import LeaderFinder, addresses
 from actorq.wire.sockets import EVENTS, NOBLOCK, POLLIN
 
 DRAIN_MAX = 5000  # inbound frames handled per wake-up before yielding to the loop
@@ -50,11 +51,13 @@ class AsyncClient:
     and `max_unacked_bytes` are as Client's.
     """
 
-    def __init__(self, address: str, *, connect_timeout: float = 10.0,
+    def __init__(self, address: str | Sequence[str], *, connect_timeout: float = 10.0,
                  request_timeout: float = 30.0, key: str | None = None,
                  broker_key: str | None = None, full_timeout: float = DEFAULT_FULL_TIMEOUT_S,
                  max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES) -> None:
-        self.address = address
+        self.addresses = addresses(address)
+        address = self.address = self.addresses[0]  # the broker it talks to now
+        self._finder: LeaderFinder | None = None
         self._keys = curve.optional_client_curve(key, broker_key)  # as Client takes them
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
@@ -78,6 +81,10 @@ class AsyncClient:
         self._sock.connect(self.address)
         self._connected = loop.create_future()
         loop.add_reader(self._sock.getsockopt(zmq.FD), self._on_readable)
+        if len(self.addresses) > 1:  # brokers sharing a store: follow the leader
+            self._finder = LeaderFinder(
+                self.addresses, lambda a: loop.call_soon_threadsafe(self._move, a),
+                self._keys).start()
         self._ticker = loop.create_task(self._tick())
         self._flush()
         try:
@@ -85,8 +92,8 @@ class AsyncClient:
         except TimeoutError:
             why = handshake.reason()
             await self.close()
-            raise BrokerUnavailable(f"no broker answered at {self.address} within "
-                                    f"{self.connect_timeout:g} s{why}") from None
+            raise BrokerUnavailable(f"no broker answered at {', '.join(self.addresses)} "
+                                    f"within {self.connect_timeout:g} s{why}") from None
         finally:
             handshake.close()
         return self
@@ -119,6 +126,19 @@ class AsyncClient:
         # Sending can swallow the edge of ZeroMQ's edge-triggered FD: look again.
         if self._sock.getsockopt(EVENTS) & POLLIN:
             self._loop.call_soon(self._on_readable)
+
+    def _move(self, address: str) -> None:
+        """Another broker leads (the LeaderFinder says): talk to it from now on."""
+        if self._sock is None:
+            return
+        try:
+            self._sock.disconnect(self.address)
+        except zmq.ZMQError:
+            pass  # not connected there: nothing to undo
+        self._sock.connect(address)
+        self.address = address
+        self._session.moved(address)
+        self._schedule_flush()
 
     def _on_readable(self) -> None:
         sock, session, decoder = self._sock, self._session, self._decoder
@@ -362,6 +382,8 @@ class AsyncClient:
             except (ResultTimeout, BrokerUnavailable):
                 pass
         self._closed = True
+        if self._finder is not None:
+            self._finder.stop()
         if self._ticker is not None:
             self._ticker.cancel()
         if self._sock is not None:

@@ -318,6 +318,13 @@ class Session(SpecBuilder):
             self.answered.append(slot)
             del self.requests[req]
 
+    def moved(self, address: str) -> None:
+        """The client talks to another broker now (the leader of a shared store): say
+        hello, so that its Welcome (a new instance) sends again what is unacknowledged
+        and asks again for the outcomes waited on (_check_instance)."""
+        self.address = address
+        self.control.append(p.Hello(version=p.PROTOCOL_VERSION, role="client"))
+
     def outstanding(self) -> bool:
         """Whether anything is still to be sent or heard about."""
         return bool(self.handles or self.requests or self.unacked or self.outbox

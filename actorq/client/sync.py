@@ -31,6 +31,7 @@ from actorq.client.sync_io import SyncIO
 from actorq.errors import BrokerUnavailable, ResultTimeout, SubmitRejected
 from actorq.wire import protocol as p
 from actorq.wire import curve, sockets
+from actorq.wire.leader import LeaderFinder, addresses
 
 
 class Client(SyncIO):
@@ -51,11 +52,12 @@ class Client(SyncIO):
     full are sent again until it takes them (docs/operations.md#limits).
     """
 
-    def __init__(self, address: str, *, connect_timeout: float = 10.0,
+    def __init__(self, address: str | Sequence[str], *, connect_timeout: float = 10.0,
                  request_timeout: float = 30.0, key: str | None = None,
                  broker_key: str | None = None, full_timeout: float = DEFAULT_FULL_TIMEOUT_S,
                  max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES) -> None:
-        self.address = address
+        self.addresses = addresses(address)
+        address = self.address = self.addresses[0]  # the broker it talks to now
         self.request_timeout = request_timeout
         self._session = Session(address, Pressure(full_timeout, max_unacked_bytes))
         self._cond = threading.Condition()
@@ -91,6 +93,10 @@ class Client(SyncIO):
         self._shut = False  # the socket is closed (set under _sock_lock)
         self._decoder = p.decoder(p.BrokerToClient)
         self._thread = threading.Thread(target=self._io, name="actorq-client-io", daemon=True)
+        self._move_to: str | None = None  # the leader the finder found, for the I/O to move to
+        self._finder = None
+        if len(self.addresses) > 1:  # brokers sharing a store: follow the leader
+            self._finder = LeaderFinder(self.addresses, self._leader_moved, keys).start()
         self._thread.start()
         self._wake()
         with self._cond:
@@ -100,8 +106,8 @@ class Client(SyncIO):
         handshake.close()
         if not answered:
             self._shutdown()
-            raise BrokerUnavailable(f"no broker answered at {address} within "
-                                    f"{connect_timeout:g} s{why}")
+            raise BrokerUnavailable(f"no broker answered at {', '.join(self.addresses)} "
+                                    f"within {connect_timeout:g} s{why}")
 
     # ---- I/O thread ------------------------------------------------------------------
 

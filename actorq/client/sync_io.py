@@ -94,6 +94,8 @@ class SyncIO:
         with self._sock_lock:
             if self._shut:
                 return False, False  # the socket is closed (a reader racing close())
+            if self._move_to is not None:
+                self._move(sock)
             now = time.monotonic()
             had_unacked = bool(session.unacked)
             instance = session.instance
@@ -127,6 +129,24 @@ class SyncIO:
             with self._cond:
                 self._cond.notify_all()
         return readable, settled
+
+    def _leader_moved(self, address: str) -> None:
+        """From the LeaderFinder's thread: another broker leads; the next turn moves."""
+        self._move_to = address
+        self._wake()
+        self._poke_reader()
+
+    def _move(self, sock: zmq.Socket) -> None:
+        """Talk to the broker at _move_to from now on (holding _sock_lock). What went to
+        the old one unacknowledged goes again once the new one welcomes us."""
+        address, self._move_to = self._move_to, None
+        try:
+            sock.disconnect(self._session.address)
+        except zmq.ZMQError:
+            pass  # not connected there: nothing to undo
+        sock.connect(address)
+        self.address = address
+        self._session.moved(address)
 
     def _send_now(self) -> bool:
         """Send what is queued from the calling thread, unless another thread is on the
@@ -246,6 +266,8 @@ class SyncIO:
             return
         self._closed = True
         self._closing = True
+        if self._finder is not None:
+            self._finder.stop()
         sockets.poke(self._wake_w)
         self._poke_reader()
         self._thread.join(5)

@@ -76,6 +76,9 @@ class Gateway:
         body = {
             "status": "ok" if healthy else "degraded",
             "broker": stats.instance,
+            # Brokers sharing a PostgreSQL store: which one leads, since which takeover.
+            "leader": stats.leader or None,
+            "epoch": stats.epoch,
             "draining": stats.draining,
             "queued": sum(stats.queue_depth.values()),
             "running": stats.running,

@@ -112,14 +112,16 @@ class Signals:
         drain(self.fd)
 
 
-def report_ready(info: dict[str, Any] | None = None) -> None:
-    """Tell the parent we are up (one JSON line on the inherited pipe), once."""
-    fd = os.environ.pop(READY_FD_ENV, None)
+def report_ready(info: dict[str, Any] | None = None, *, final: bool = True) -> None:
+    """Tell the parent we are up (one JSON line on the inherited pipe), once. A line
+    with `final=False` comes before it: a standby broker says it waits its turn."""
+    fd = os.environ.get(READY_FD_ENV) if not final else os.environ.pop(READY_FD_ENV, None)
     if fd is None:
         return
     try:
         os.write(int(fd), (json.dumps(info or {}) + "\n").encode())
-        os.close(int(fd))
+        if final:
+            os.close(int(fd))
     except OSError:
         pass  # the parent is gone or stopped listening; nothing to tell
 

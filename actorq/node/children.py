@@ -52,6 +52,7 @@ class Child:
         os.set_blocking(r, False)
         self.ready_fd: int | None = r
         self._buf = b""
+        self.standby = False  # a broker that said it waits for the store's leadership
         self.ready_info: dict[str, Any] | None = None
         self.started = time.monotonic()
         self.exit_code: int | None = None
@@ -69,8 +70,14 @@ class Child:
         except BlockingIOError:
             return False
         self._buf += chunk
-        if b"\n" in self._buf:
-            self.ready_info = json.loads(self._buf.split(b"\n", 1)[0] or b"{}")
+        while b"\n" in self._buf:
+            line, self._buf = self._buf.split(b"\n", 1)
+            info = json.loads(line or b"{}")
+            if info.get("standby"):  # a broker waiting for leadership: more to come
+                self.standby = True
+                continue
+            self.standby = False
+            self.ready_info = info
             self.close_pipe()
             return True
         if not chunk:  # EOF: it exited (or closed the pipe) without saying ready

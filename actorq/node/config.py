@@ -93,6 +93,9 @@ class StorageConfig(msgspec.Struct, **_strict):
     path: str = ""  # the SQLite database file; relative paths are from the node's directory
     url: str = ""  # or a PostgreSQL database: postgresql://user:password@host:port/dbname
     synchronous: str = "full"  # "full" | "normal": docs/operations.md says what NORMAL risks
+    # With url: seconds a leader's lease lasts (storage/leadership.py). A standby
+    # takes over this long after the leader's last renewal: failover time.
+    lease: float = 1.0
 
 
 class PoolConfig(msgspec.Struct, **_strict):
@@ -104,7 +107,9 @@ class PoolConfig(msgspec.Struct, **_strict):
     tasks: list[str] = msgspec.field(default_factory=list)
     max_restarts: int = 5
     restart_window: float = 60.0
-    broker: str = ""  # worker_bind of a remote broker, for worker-only nodes
+    # worker_bind of a remote broker, for worker-only nodes; or a list of them, the
+    # brokers sharing a PostgreSQL store: the pool works for whichever leads.
+    broker: str | list[str] = ""
     # Autoscaling: the pool keeps between these many workers, starting at `workers`.
     # 0 means unset: the pool stays at `workers` (until client.scale says otherwise).
     min_workers: int = 0
@@ -213,6 +218,14 @@ def _check(config: Config, file: str) -> None:
             raise ConfigError(file, "storage.url", "must be a postgresql:// URL")
         if config.storage.synchronous not in ("full", "normal"):
             raise ConfigError(file, "storage.synchronous", 'must be "full" or "normal"')
+        if not 0.2 <= config.storage.lease <= 60:
+            raise ConfigError(file, "storage.lease", "must be between 0.2 and 60 seconds")
+        if config.storage.url and config.broker is not None:
+            for key in ("bind", "worker_bind"):
+                if getattr(config.broker, key).endswith(":*"):
+                    raise ConfigError(file, f"broker.{key}", "a broker on a shared PostgreSQL "
+                                      "store may wait as a standby, and its peers must know "
+                                      "where it will listen: give a fixed port")
     if config.cron and config.broker is None:
         raise ConfigError(file, "cron", "cron entries need a [broker] on the same node")
     _check_crons(config.cron, file)
@@ -347,3 +360,10 @@ def _check_pool(pool: PoolConfig, where: str, has_broker: bool, file: str) -> No
         raise ConfigError(
             file, f"{where}.broker", "a node without [broker] must say which broker to join"
         )
+    if isinstance(pool.broker, list):
+        if not pool.broker:
+            raise ConfigError(file, f"{where}.broker", "an empty list: name the brokers")
+        for i, address in enumerate(pool.broker):
+            if not address.startswith(("tcp://", "ipc://")):
+                raise ConfigError(file, f"{where}.broker[{i}]", "must be a tcp:// or ipc:// "
+                                  "endpoint")

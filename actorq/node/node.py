@@ -23,6 +23,7 @@ import zmq
 from actorq.node import actor, security
 from actorq.node.children import Child, RestartIntensity, wait_all
 from actorq.node.config import Config
+from actorq.wire.leader import addresses
 from actorq.node.specs import (
     STORAGE_UNUSABLE,
     BrokerSpec,
@@ -93,6 +94,7 @@ class Node:
         start = time.monotonic()
         next_note = start + WAITING_NOTE_S
         waiting = {n: self.children[n] for n in names}
+        standby = False
         while waiting:
             if self.signals.stop:
                 raise StartupFailed("stopped during start-up")
@@ -101,12 +103,19 @@ class Node:
                     del waiting[name]
                 elif child.poll() is not None:
                     raise StartupFailed(f"{name} {child.describe_exit()} during start-up")
+                elif child.standby and not standby:
+                    # Waiting for another broker's lease to lapse takes as long as it takes.
+                    standby, timeout_s = True, None
+                    log.info("the broker is a standby: this node starts the rest once it "
+                             "leads")
+                    self._write_ready_file(standby=True)
             now = time.monotonic()
             if timeout_s is not None and now - start > timeout_s:
                 raise StartupFailed(f"not ready after {timeout_s:g} s: {', '.join(waiting)}")
-            if waiting and now >= next_note:
+            if waiting and now >= next_note and not standby:
                 next_note = now + WAITING_NOTE_S
-                brokers = sorted({pl.broker for pl in self.config.pools if pl.broker})
+                brokers = sorted({a for pl in self.config.pools if pl.broker
+                                  for a in addresses(pl.broker)})
                 log.warning("still waiting after %.0f s for %s (broker %s not answering?)",
                             now - start, ", ".join(waiting), ", ".join(brokers) or "local")
             if waiting:
@@ -140,11 +149,12 @@ class Node:
                  self.endpoints.get("bind", "(remote)"), self.http_bind or "(none)",
                  [pl.name for pl in cfg.pools])
 
-    def _write_ready_file(self) -> None:
+    def _write_ready_file(self, standby: bool = False) -> None:
         if not self.ready_file:
             return
         info = {
             "pid": os.getpid(),
+            "standby": standby,
             "broker": self.endpoints.get("bind"),
             "worker_bind": self.endpoints.get("worker_bind"),
             "http": self.http_bind,
@@ -161,8 +171,12 @@ class Node:
         try:
             self.start()
         except StartupFailed as exc:
-            log.error("node failed to start: %s", exc)
             broker = self.children.get("broker")
+            if self.signals.stop and broker is not None and broker.standby:
+                log.info("node stopping while its broker was a standby")
+                self.stop()
+                return 0
+            log.error("node failed to start: %s", exc)
             unusable = broker is not None and broker.exit_code == STORAGE_UNUSABLE
             self.stop()
             return STORAGE_UNUSABLE if unusable else 1

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from actorq.errors import ConfigError
+from actorq.wire.leader import addresses
 from actorq.wire import curve
 
 if TYPE_CHECKING:
@@ -100,10 +101,12 @@ def exposures(config: Config) -> list[tuple[str, str]]:
                 found.append((f"broker.{key}", f"listens on {host}, beyond loopback, without "
                               "CurveZMQ (security.broker_key)"))
     for i, pool in enumerate(config.pools):
-        host = endpoint_host(pool.broker) if pool.broker else None
-        if host is not None and not is_loopback(host) and not sec.key:
-            found.append((f"pools[{i}].broker", f"connects to {host} without CurveZMQ "
-                          "(security.key and security.broker_public_key)"))
+        for address in addresses(pool.broker) if pool.broker else ():
+            host = endpoint_host(address)
+            if host is not None and not is_loopback(host) and not sec.key:
+                found.append((f"pools[{i}].broker", f"connects to {host} without CurveZMQ "
+                              "(security.key and security.broker_public_key)"))
+                break
     http = config.http
     if http is not None and not http.tls_cert:
         host = http.bind.rsplit(":", 1)[0]

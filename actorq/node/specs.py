@@ -21,7 +21,8 @@ from actorq.node.security import CurvePaths
 
 # Exit codes an actor uses to tell its parent not to restart it.
 CANNOT_START = 3  # a port in use, a task module that cannot be imported
-STORAGE_UNUSABLE = 2  # corrupt, locked or too-new database; never replaced
+STORAGE_UNUSABLE = 2  # corrupt or too-new database; never replaced
+DEPOSED = 4  # another broker took the shared store's lease: restarted, as a standby
 
 
 class BrokerSpec(msgspec.Struct, kw_only=True):
@@ -41,7 +42,7 @@ class SchedulerSpec(msgspec.Struct, kw_only=True):
 
 class SupervisorSpec(msgspec.Struct, kw_only=True):
     pool: PoolConfig
-    broker: str  # worker endpoint of the broker
+    broker: str | list[str]  # worker endpoint of the broker, or of each sharing a store
     shutdown_grace: float
     log_level: str = "INFO"
     curve: CurvePaths | None = None
@@ -49,7 +50,7 @@ class SupervisorSpec(msgspec.Struct, kw_only=True):
 
 class WorkerSpec(msgspec.Struct, kw_only=True):
     pool: PoolConfig
-    broker: str  # the broker's worker endpoint
+    broker: str | list[str]  # as SupervisorSpec's
     worker_id: str
     supervisor: str = ""  # the routing id of the supervisor that started it
     curve: CurvePaths | None = None

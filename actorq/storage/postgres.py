@@ -2,10 +2,10 @@
 
 The same interface as SqliteStore (load, write, commit, close) and the same rows:
 `(id, state, rec)` with the record of storage/journal.py, so group commit and
-recovery work exactly as with SQLite. One broker per database: the store holds a
-session-level advisory lock for its lifetime, and a second broker on the same
-database stops with a clear error. Schema versions live in `actorq_meta`; tables
-are prefixed `actorq_` so the database may hold other things.
+recovery work exactly as with SQLite. One broker per database leads at a time: the
+others wait as standbys (storage/leadership.py), and every commit of the leader
+checks in its own transaction that it still leads (the fence). Schema versions live
+in `actorq_meta`; tables are prefixed `actorq_` so the database may hold other things.
 
 psycopg 3 (the maintained PostgreSQL adapter; its pipeline mode sends a batch's
 statements without a round trip each) is imported only by a broker that uses it.
@@ -14,17 +14,19 @@ statements without a round trip each) is imported only by a broker that uses it.
 from __future__ import annotations
 
 import logging
+import time
 from urllib.parse import urlsplit, urlunsplit
 
+from actorq.storage import leadership
 from actorq.storage.journal import Batch, Journal, StoredTask, prepare
 from actorq.storage.sqlite import StorageError, _decode_cron, _decode_record
 from actorq.wire import protocol as p
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-LOCK_KEY = 0x6163746F72710001  # "actorq" + 1: the advisory lock a broker holds
+SCHEMA_VERSION = 2  # 2: actorq_leader, the leadership lease
 _SCHEMA = [
+    leadership.TABLE,
     "CREATE TABLE IF NOT EXISTS actorq_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS actorq_tasks (id TEXT PRIMARY KEY, state TEXT NOT NULL, "
     "rec BYTEA NOT NULL)",
@@ -39,6 +41,10 @@ _MERGE = ("INSERT INTO actorq_tasks (id, state, rec) SELECT id, state, rec FROM 
           "ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, rec = EXCLUDED.rec")
 
 
+class Unreachable(StorageError):
+    """The database did not answer (it may yet)."""
+
+
 def redacted(url: str) -> str:
     """The url without its password, for logs and errors."""
     parts = urlsplit(url)
@@ -50,33 +56,35 @@ def redacted(url: str) -> str:
 
 
 class PostgresStore:
-    def __init__(self, url: str, synchronous: str = "full") -> None:
+    def __init__(self, url: str, synchronous: str = "full", lease_s: float = 1.0) -> None:
         import psycopg
 
         self.path = redacted(url)  # what logs and errors name, as SqliteStore's path
+        self.url = url
+        # The lease this broker leads by, once it does: every commit renews it on the
+        # condition that its epoch is still this broker's (see leadership.py).
+        self.fence: leadership.Lease | None = None
         try:
-            self.db = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            self.db = leadership.connect(url, lease_s)
         except psycopg.Error as exc:
-            raise StorageError(f"{self.path}: cannot connect: {exc}") from None
+            raise Unreachable(f"{self.path}: cannot connect: {exc}") from None
         db = self.db
+        # A leader paused inside a transaction must not keep the locks a new leader
+        # would wait on for longer than its lease (leadership.py).
+        db.execute(f"SET idle_in_transaction_session_timeout = {max(1000, int(lease_s * 1000))}")
         if synchronous == "normal":  # as SQLite's NORMAL: no wait for the WAL flush
             db.execute("SET synchronous_commit = off")
-        locked = db.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
-        if not locked:
-            db.close()
-            raise StorageError(f"{self.path}: locked by another broker (advisory lock "
-                               f"{LOCK_KEY:#x} is held)")
         with db.transaction():
             for statement in _SCHEMA:
                 db.execute(statement)
             row = db.execute("SELECT value FROM actorq_meta WHERE key = 'schema_version'"
                              ).fetchone()
-            if row is None:
-                db.execute("INSERT INTO actorq_meta VALUES ('schema_version', %s)",
-                           (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise StorageError(f"{self.path}: schema version {row[0]} is newer than this "
                                    f"actorq understands ({SCHEMA_VERSION}); upgrade actorq")
+            # Older versions only lack tables, which the statements above create.
+            db.execute("INSERT INTO actorq_meta VALUES ('schema_version', %s) ON CONFLICT "
+                       "(key) DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
 
     def load(self) -> tuple[list[StoredTask], list[p.CronEntry]]:
         """Every stored task, in id (= creation) order, and the cron table."""
@@ -96,6 +104,7 @@ class PostgresStore:
 
         db = self.db
         rows = batch.rows
+        fence = self.fence
         try:
             with db.transaction(), db.cursor() as cur:
                 if rows:
@@ -112,8 +121,16 @@ class PostgresStore:
                 if batch.crons is not None:
                     cur.execute("DELETE FROM actorq_crons")
                     cur.executemany("INSERT INTO actorq_crons VALUES (%s, %s)", batch.crons)
+                if fence is not None:  # last: the leader row is locked until COMMIT
+                    started = time.monotonic()
+                    cur.execute(leadership.RENEW, (fence.lease_s, fence.epoch))
+                    if cur.fetchone() is None:
+                        raise leadership.Deposed(f"{self.path}: epoch {fence.epoch} was taken "
+                                                 "over by another broker")
         except psycopg.Error as exc:
             raise StorageError(f"{self.path}: commit failed: {exc}") from exc
+        if fence is not None:
+            fence.renewed_at = max(fence.renewed_at, started)
 
     def close(self) -> None:
         self.db.close()

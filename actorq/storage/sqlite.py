@@ -205,11 +205,11 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(path: str, synchronous: str, url: str = "") -> Store:
+def open_store(path: str, synchronous: str, url: str = "", lease_s: float = 1.0) -> Store:
     """SQLite at `path`, or PostgreSQL at `url` ([storage] names one of them)."""
     if url:
         from actorq.storage.postgres import PostgresStore
 
-        return PostgresStore(url, synchronous)
+        return PostgresStore(url, synchronous, lease_s)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return SqliteStore(path, synchronous)

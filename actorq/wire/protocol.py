@@ -128,6 +128,9 @@ class Welcome(msgspec.Struct, **_msg):
     # The broker takes Release: a worker may hand back leases that wait behind a long
     # call. Absent (False) from a broker that predates it, so a newer worker keeps them.
     takes_release: bool = False
+    # Leadership (a broker on a shared PostgreSQL store): grows with every takeover,
+    # so a peer that hears two brokers follows the higher one. 0 without leadership.
+    epoch: int = 0
 
 
 class Error(msgspec.Struct, **_msg):
@@ -314,6 +317,19 @@ class Count(msgspec.Struct, **_msg):
 
 class Pong(msgspec.Struct, **_msg):
     instance: str
+    epoch: int = 0  # as Welcome.epoch
+
+
+class Probe(msgspec.Struct, **_msg):
+    """client or worker -> broker: do you lead? Sent by a peer given several broker
+    addresses (wire/leader.py); answered with Leader, and registers nothing."""
+
+
+class Leader(msgspec.Struct, **_msg):
+    """broker -> prober: this broker serves, under this leadership epoch."""
+
+    instance: str
+    epoch: int = 0
 
 
 # worker -> broker
@@ -451,15 +467,17 @@ class Crons(msgspec.Struct, **_msg):
 
 ClientToBroker = Union[Hello, Submit, Watch, Query, Cancel, GetStats, Ping, DeadLetters,
                        Requeue, AddCron, RemoveCron, ListCrons, Scale, ListTasks, RequeueDead,
-                       Inspect, QueueCommand, RunCron]
+                       Inspect, QueueCommand, RunCron, Probe]
 WorkerToBroker = Union[Hello, Report, Heartbeat, Release, Goodbye, WorkerExited, PoolFailed,
-                       PoolReport, Stuck, Due, Fire]
+                       PoolReport, Stuck, Due, Fire, Probe]
 BrokerToClient = Union[
     Welcome, Accepted, Rejected, Outcomes, Infos, CancelReply, StatsReply, Pong, Error, Done,
-    CronsReply, Page, Listing, Count,
+    CronsReply, Page, Listing, Count, Leader,
 ]
 BrokerToWorker = Union[Welcome, Dispatch, Beat, Error, Stop, Kill, Schedule, Crons, Reclaim,
-                       PoolLoad, SetBounds]
+                       PoolLoad, SetBounds, Leader]
+# What a prober reads, from either endpoint.
+ToProber = Union[Leader, Welcome, Pong, Error]
 
 encode = msgspec.msgpack.Encoder().encode
 

@@ -274,6 +274,10 @@ class Stats(msgspec.Struct, frozen=True, gc=False):
     # Per second over the last 10 s and the last minute: submitted, succeeded, failed
     # (attempts that failed, retried or not), e.g. rates["succeeded_10s"].
     rates: dict[str, float] = {}
+    # Leadership on a shared PostgreSQL store: the epoch this broker leads under
+    # (0 without leadership) and the name it holds the lease by.
+    epoch: int = 0
+    leader: str = ""
     duration_p50_s: float = 0.0  # task run time quantiles, from the histogram's buckets
     duration_p99_s: float = 0.0
     workers_busy: dict[str, int] = {}  # pool -> workers holding their slots' worth

@@ -24,6 +24,7 @@ import zmq
 from actorq.node import actor
 from actorq.node.children import Child, RestartIntensity, wait_all
 from actorq.node.specs import SupervisorSpec, WorkerSpec
+from actorq.wire.leader import LeaderFinder, addresses
 from actorq.wire import protocol as p
 from actorq.wire import sockets
 from actorq.worker.running import BOARD_FD_ENV, RunningBoard, places
@@ -44,8 +45,12 @@ class Supervisor:
         self.host = socket.gethostname()
         self.ctx = zmq.Context()
         self.ident = f"sup.{self.pool.name}.{self.host}.{os.getpid()}"
-        self.sock = sockets.dealer(self.ctx, spec.broker, self.ident.encode(),
-                                   spec.curve.load() if spec.curve else None)
+        self.keys = spec.curve.load() if spec.curve else None
+        self.brokers = addresses(spec.broker)
+        self.broker = self.brokers[0]  # the one it talks to now (wire/leader.py)
+        self.sock = sockets.dealer(self.ctx, self.broker, self.ident.encode(), self.keys)
+        self.move_to: str | None = None  # the leader the finder found, to move to
+        self._moved_r, self._moved_w = sockets.wake_pipe()
         self.decoder = p.decoder(p.BrokerToWorker)
         self.workers: dict[str, Child] = {}
         self.boards: dict[str, RunningBoard] = {}  # worker -> what it runs (running.py)
@@ -140,6 +145,10 @@ class Supervisor:
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         poller.register(self.signals.fd, zmq.POLLIN)
+        poller.register(self._moved_r, zmq.POLLIN)
+        finder = None
+        if len(self.brokers) > 1:  # brokers sharing a store: follow the leader
+            finder = LeaderFinder(self.brokers, self._leader_found, self.keys).start()
         self._hello()
         for _ in range(self.pool.start_workers):
             self.spawn()
@@ -157,6 +166,9 @@ class Supervisor:
                     pending[fd].read_ready()
             if self.signals.fd in events:
                 self.signals.clear()
+            if self._moved_r in events:
+                sockets.drain(self._moved_r)
+                self._move()
             if self.sock in events:
                 self._read_broker()
             self._kill_overdue()
@@ -171,8 +183,27 @@ class Supervisor:
                 self.next_beat = time.monotonic() + self.heartbeat_s
                 self._send(p.Heartbeat())
                 self._report()
+        if finder is not None:
+            finder.stop()
         self._stop()
         return 0
+
+    def _leader_found(self, address: str) -> None:
+        """From the LeaderFinder's thread: the loop moves on its next turn."""
+        self.move_to = address
+        sockets.poke(self._moved_w)
+
+    def _move(self) -> None:
+        address, self.move_to = self.move_to, None
+        if address is None:
+            return
+        try:
+            self.sock.disconnect(self.broker)
+        except zmq.ZMQError:
+            pass  # not connected there: nothing to undo
+        self.broker = address
+        self.sock.connect(address)
+        self._hello()
 
     def _read_broker(self) -> None:
         for msg in sockets.from_broker(self.sock, self.decoder):

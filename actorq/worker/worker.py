@@ -39,6 +39,7 @@ from actorq.node import actor
 from actorq.node.config import DEFAULT_MAX_PAYLOAD_BYTES
 from actorq.node.specs import CANNOT_START, WorkerSpec
 from actorq.tasks.registry import TaskDef, registered
+from actorq.wire.leader import LeaderFinder, addresses
 from actorq.wire import protocol as p
 from actorq.wire import sockets
 from actorq.wire.sockets import EVENTS, NOBLOCK, POLLIN
@@ -70,8 +71,10 @@ class Worker(Execution, Interruptions):
         self.slots = self.pool.concurrency
         self.credit = CreditWindow(self.slots, self.pool.prefetch)
         self.ctx = zmq.Context()
-        self.sock = sockets.dealer(self.ctx, spec.broker, spec.worker_id.encode(),
-                                   spec.curve.load() if spec.curve else None)
+        self.keys = spec.curve.load() if spec.curve else None
+        self.brokers = addresses(spec.broker)
+        self.broker = self.brokers[0]  # the one it talks to now (wire/leader.py)
+        self.sock = sockets.dealer(self.ctx, self.broker, spec.worker_id.encode(), self.keys)
         self.decoder = p.decoder(p.BrokerToWorker)
         self.max_result_bytes = DEFAULT_MAX_PAYLOAD_BYTES
         self.heartbeat_s = 1.0
@@ -323,6 +326,19 @@ class Worker(Execution, Interruptions):
         else:
             self._send(p.Heartbeat())
 
+    def _move(self, address: str) -> None:
+        """Another broker leads: register there, holding what this worker holds (it
+        adopts those leases, as a broker restarted from its store does)."""
+        if self.done.is_set():
+            return
+        try:
+            self.sock.disconnect(self.broker)
+        except zmq.ZMQError:
+            pass  # not connected there: nothing to undo
+        self.broker = address
+        self.sock.connect(address)
+        self._hello()
+
     def _restart_heartbeat(self) -> None:
         """The interval changed: the beat task sleeps the old one first, and a broker
         restarted in that sleep would wait that long to hear from us again."""
@@ -342,7 +358,14 @@ class Worker(Execution, Interruptions):
         loop.add_reader(self.sock.getsockopt(zmq.FD), self._on_readable)
         self._hello()
         self._beat = loop.create_task(self._heartbeat())
+        finder = None
+        if len(self.brokers) > 1:  # brokers sharing a store: follow the leader
+            finder = LeaderFinder(self.brokers,
+                                  lambda a: loop.call_soon_threadsafe(self._move, a),
+                                  self.keys).start()
         await self.done.wait()
+        if finder is not None:
+            finder.stop()
         self._beat.cancel()
         with self._sync_ready:
             self._runners_stop = True

@@ -59,3 +59,13 @@ def test_every_metric_the_alerts_and_the_dashboard_name_is_exported(node, client
 def test_the_compose_configs_are_valid(config):
     cfg = load(DEPLOY / "config" / config)
     assert cfg.security.allow_insecure  # a private network, said so explicitly
+
+
+def test_compose_runs_two_brokers_on_one_store_and_workers_follow_the_leader():
+    compose = (DEPLOY / "compose.yaml").read_text()
+    for service in ("postgres", "broker-a", "broker-b", "worker", "prometheus", "grafana"):
+        assert re.search(rf"^  {service}:$", compose, re.M), service
+    broker, worker = load(DEPLOY / "config" / "broker.toml"), load(DEPLOY / "config" / "worker.toml")
+    assert broker.storage.url.startswith("postgresql://")
+    port = broker.broker.worker_bind.rsplit(":", 1)[1]
+    assert worker.pools[0].broker == [f"tcp://broker-a:{port}", f"tcp://broker-b:{port}"]

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from actorq import BrokerUnavailable, ResultTimeout
-from tests.conftest import kill_session, pid_of, wait_until
+from actorq.testing import free_port
+from tests.conftest import BASE_CONFIG, kill_session, pid_of, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,7 +54,12 @@ def test_broker_sigkilled_under_load_loses_no_result(node, client, tmp_path, eng
         n = node(workers=2, concurrency=2, **storage(tmp_path / "b.db"))
     else:
         url = request.getfixturevalue("pg").create_database(f"k{os.getpid()}{time.time_ns()}")
-        n = node(workers=2, concurrency=2, extra=f'\n[storage]\nurl = "{url}"\n')
+        fixed = f'"tcp://127.0.0.1:{free_port()}"'
+        config = BASE_CONFIG.replace('"tcp://127.0.0.1:*"', fixed, 1).replace(
+            '"tcp://127.0.0.1:*"', f'"tcp://127.0.0.1:{free_port()}"', 1)
+        n = node(config.format(workers=2, concurrency=2, prefetch=0, grace=10.0, heartbeat=1.0,
+                               queues='["default"]', broker_extra=""),
+                 extra=f'\n[storage]\nurl = "{url}"\n')
     c = client(n)
     hs = c.submit_many([("tests.apps.faulty:sleep", (0.01,)) for _ in range(400)])
     c.flush(timeout=30)

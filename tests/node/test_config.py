@@ -57,6 +57,15 @@ def test_good_config_has_defaults():
         (GOOD.replace('worker_bind = "tcp://127.0.0.1:*"',
                       'worker_bind = "tcp://127.0.0.1:*"\nspin_us = -1'),
          "broker.spin_us", "must be in 0..10000"),
+        (GOOD + '[storage]\nurl = "postgresql://db/q"\n', "broker.bind",
+         "may wait as a standby"),
+        (GOOD.replace(":*", ":7001", 1).replace(":*", ":7002", 1)
+         + '[storage]\nurl = "postgresql://db/q"\nlease = 0.01\n', "storage.lease",
+         "between 0.2 and 60"),
+        (GOOD.replace('name = "default"', 'name = "default"\nbroker = []'),
+         "pools[0].broker", "an empty list"),
+        (GOOD.replace('name = "default"', 'name = "default"\nbroker = ["tcp://a:1", "b:2"]'),
+         "pools[0].broker[1]", "tcp:// or ipc://"),
     ],
 )
 def test_bad_config_names_file_and_key(text, key, reason):
@@ -101,3 +110,10 @@ def test_an_elastic_pool_starts_at_workers_kept_within_its_bounds():
     assert pool.bounds == (3, 6) and pool.start_workers == 3 and pool.scale_down_after == 30.0
     assert parse(GOOD).pools[0].bounds == (2, 2)  # without bounds the pool stays at workers
 
+
+
+def test_a_pool_may_name_every_broker_sharing_a_store():
+    cfg = parse('[[pools]]\ntasks = ["actorq.demo"]\n'
+                'broker = ["tcp://10.0.0.1:5556", "tcp://10.0.0.2:5556"]\n'
+                '[security]\nallow_insecure = true\n')
+    assert cfg.pools[0].broker == ["tcp://10.0.0.1:5556", "tcp://10.0.0.2:5556"]

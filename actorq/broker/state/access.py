@@ -24,7 +24,7 @@ MAX_BOUND_PEERS = 100_000  # routes remembered with their principal; forgotten a
 
 # Client messages a `submit` key may send: its own tasks (Watch, Query and Cancel
 # answer for other keys' tasks as if there were none), and the handshake.
-SUBMITTER_MAY = (p.Submit, p.Watch, p.Query, p.Cancel, p.Ping, p.Hello)
+SUBMITTER_MAY = (p.Submit, p.Watch, p.Query, p.Cancel, p.Ping, p.Hello, p.Probe)
 
 
 class Access:

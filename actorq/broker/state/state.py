@@ -67,8 +67,14 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
         seed: int | None = None,
         durable: bool = False,
         scheduler_secret: str = "",
+        epoch: int = 0,
+        leader: str = "",
     ) -> None:
         self.instance = instance or os.urandom(6).hex()  # not secrets: it loads OpenSSL (~4 MB)
+        # Leadership of a shared store (storage/leadership.py): the epoch this broker
+        # leads under and the name it holds the lease by; 0 and "" without one.
+        self.epoch = epoch
+        self.leader = leader
         self.started = now
         self.wall_offset = wall_offset
         self.max_payload_bytes = max_payload_bytes
@@ -111,6 +117,7 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
             heartbeat_interval_s=self.heartbeat_interval_s,
             durable=self.durable,
             takes_release=True,
+            epoch=self.epoch,
         )
 
     def bad_frame(self, peer: bytes, from_worker: bool, reason: str) -> None:
@@ -175,7 +182,9 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
                 self._scale(peer, req, pool, low, high)
             case p.Ping():
                 self.outbox.ack_now.add(peer)
-                self.outbox.to_clients.append((peer, p.Pong(instance=self.instance)))
+                self.outbox.to_clients.append((peer, p.Pong(self.instance, self.epoch)))
+            case p.Probe():
+                self.outbox.to_clients.append((peer, p.Leader(self.instance, self.epoch)))
             case p.Hello() as hello:
                 if self._version_ok(peer, hello, False, now):
                     self.outbox.to_clients.append((peer, self.welcome()))
@@ -224,6 +233,8 @@ class BrokerState(Intake, Dispatch, Lifecycle, Membership, Crons, Recovery, Stat
                 self._pool_report(peer, report, now)
             case p.PoolFailed(reason=reason):
                 self._pool_failed(peer, reason, now)
+            case p.Probe():
+                self.outbox.to_workers.append((peer, p.Leader(self.instance, self.epoch)))
 
     def _operate(self, peer: bytes, msg: object, now: float) -> None:
         """An operator's query or command (queries.py); a bad one gets an Error."""

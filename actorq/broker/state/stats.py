@@ -129,6 +129,8 @@ class Statistics:
                 sups.setdefault(s.pool, "lost")
         return p.Stats(
             instance=self.instance,
+            epoch=self.epoch,
+            leader=self.leader,
             uptime_s=now - self.started,
             submitted_total=self.submitted_total,
             finished_total={str(k): v for k, v in self.finished_total.items()},

@@ -1,0 +1,176 @@
+"""Leadership of a shared PostgreSQL store: one broker leads, the others wait.
+
+The lease is one row of `actorq_leader`: the epoch, the holder's name and when the
+lease expires. Expiry is the server's clock (`clock_timestamp()`), so the brokers'
+clocks never have to agree. A standby takes the lease only once it has expired, and a takeover
+adds one to the epoch. The leader renews it every `lease_s / 4` from a thread of
+its own, on a connection of its own, so a long load or a big commit never lets it
+lapse; and every commit of the leader renews it in the same transaction, on the
+condition that the epoch is still its own (storage/postgres.py). A deposed leader
+that wakes up (paused, partitioned) therefore can neither commit nor acknowledge:
+the row lock orders its commit against the takeover, and the loser finds out.
+The check comes last in the transaction, so the leader row is locked only for the
+moment before COMMIT; and a leader paused inside a transaction (holding locks a new
+leader would wait on) loses its session to `idle_in_transaction_session_timeout`,
+set to the lease.
+
+A leader that has not renewed for `lease_s` on its own clock stops serving: by
+then a standby may lead, and clients should find that one (wire/leader.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from actorq.storage.sqlite import StorageError
+
+log = logging.getLogger(__name__)
+
+TABLE = ("CREATE TABLE IF NOT EXISTS actorq_leader (id INT PRIMARY KEY CHECK (id = 1), "
+         "epoch BIGINT NOT NULL, holder TEXT NOT NULL, expires TIMESTAMPTZ NOT NULL)")
+_FIRST = ("INSERT INTO actorq_leader VALUES (1, 1, %s, clock_timestamp() + make_interval(secs => %s)) "
+          "ON CONFLICT (id) DO NOTHING RETURNING epoch")
+_TAKE = ("UPDATE actorq_leader SET epoch = epoch + 1, holder = %s, "
+         "expires = clock_timestamp() + make_interval(secs => %s) WHERE id = 1 AND expires < clock_timestamp() "
+         "RETURNING epoch")
+# The fence: a renewal that also says the lease is still this epoch's.
+RENEW = ("UPDATE actorq_leader SET expires = clock_timestamp() + make_interval(secs => %s) "
+         "WHERE id = 1 AND epoch = %s RETURNING 1")
+_RELEASE = ("UPDATE actorq_leader SET expires = clock_timestamp() WHERE id = 1 "
+            "AND epoch = %s")
+_WHO = ("SELECT epoch, holder, EXTRACT(EPOCH FROM expires - clock_timestamp()) "
+        "FROM actorq_leader WHERE id = 1")
+POLL_S = 0.1  # how often a standby looks whether the lease has expired
+
+
+class Deposed(StorageError):
+    """Another broker took the lease: this one must stop without acknowledging more."""
+
+
+def connect(url: str, lease_s: float):
+    """A connection that gives up on a silent server (a partition) within about a
+    lease, instead of TCP's minutes, so a cut-off leader's threads do not hang."""
+    import psycopg
+
+    timeout_ms = max(1000, int(lease_s * 2000))
+    return psycopg.connect(url, autocommit=True, connect_timeout=max(2, int(lease_s * 4)),
+                           keepalives=1, keepalives_idle=1, keepalives_interval=1,
+                           keepalives_count=max(2, int(lease_s * 2)),
+                           tcp_user_timeout=timeout_ms)
+
+
+class Lease:
+    """This broker's claim on the store's leadership, and the thread that keeps it."""
+
+    def __init__(self, url: str, name: str, lease_s: float, path: str) -> None:
+        import psycopg
+
+        self.url, self.name, self.lease_s, self.path = url, name, lease_s, path
+        self.epoch = 0
+        self.renewed_at = 0.0  # monotonic start of the last renewal that held
+        self.deposed = False
+        self.fd, self._poke = os.pipe()  # readable once deposed: the loop wakes for it
+        os.set_blocking(self.fd, False)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        try:
+            self.db = connect(url, lease_s)
+            self.db.execute(TABLE)
+        except psycopg.Error as exc:
+            raise StorageError(f"{path}: cannot connect: {exc}") from None
+
+    def holder(self) -> tuple[int, str, float] | None:
+        """(epoch, holder, seconds left) of the lease as the database has it."""
+        row = self.db.execute(_WHO).fetchone()
+        return None if row is None else (int(row[0]), row[1], float(row[2]))
+
+    def try_take(self) -> bool:
+        """Take the lease if nobody holds it or it has expired; True if taken. A
+        database that cannot be reached is logged, and the answer is no."""
+        import psycopg
+
+        started = time.monotonic()
+        try:
+            with self.db.transaction():
+                row = self.db.execute(_FIRST, (self.name, self.lease_s)).fetchone()
+                if row is None:
+                    row = self.db.execute(_TAKE, (self.name, self.lease_s)).fetchone()
+        except psycopg.Error as exc:
+            log.warning("standby: %s: %s; trying again", self.path, exc)
+            self._reconnect()
+            return False
+        if row is None:
+            return False
+        self.epoch = int(row[0])
+        self.renewed_at = started
+        return True
+
+    def wait(self, stopping) -> bool:
+        """Wait as a standby until the lease is ours (True) or `stopping()` (False)."""
+        import psycopg
+
+        said = None
+        while not stopping():
+            if self.try_take():
+                return True
+            try:
+                who = self.holder()
+            except psycopg.Error:
+                who = None  # try_take says what is wrong
+            if who is not None and who[:2] != said:
+                said = who[:2]
+                log.info("standby: %s leads (epoch %d); waiting for its lease to lapse",
+                         who[1], who[0])
+            time.sleep(POLL_S)
+        return False
+
+    def keep(self) -> None:
+        """Renew the lease every lease_s / 4 from now on, on a thread of its own."""
+        self._thread = threading.Thread(target=self._keep, name="actorq-lease", daemon=True)
+        self._thread.start()
+
+    def valid(self, now: float) -> bool:
+        """Whether this broker may still serve: renewed within a lease, not deposed."""
+        return not self.deposed and now - self.renewed_at < self.lease_s
+
+    def _keep(self) -> None:
+        import psycopg
+
+        while not self._stop.wait(self.lease_s / 4):
+            started = time.monotonic()
+            try:
+                held = self.db.execute(RENEW, (self.lease_s, self.epoch)).fetchone()
+            except psycopg.Error as exc:
+                log.warning("leader: cannot renew the lease: %s", exc)
+                self._reconnect()
+                continue
+            if held is None:
+                self.deposed = True
+                os.write(self._poke, b"x")
+                return
+            self.renewed_at = max(self.renewed_at, started)
+
+    def _reconnect(self) -> None:
+        import psycopg
+
+        try:
+            self.db.close()
+            self.db = connect(self.url, self.lease_s)
+        except psycopg.Error:
+            pass  # the next attempt tries again
+
+    def close(self, release: bool = False) -> None:
+        """Stop renewing; with `release`, end the lease now so that a standby takes
+        over at once (a leader stopping in order) instead of after it lapses."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.lease_s)
+        try:
+            if release and not self.deposed:
+                self.db.execute(_RELEASE, (self.epoch,))
+            self.db.close()
+        except Exception:  # noqa: BLE001 (a connection cut off mid-call; nothing to keep)
+            pass

@@ -1,0 +1,101 @@
+"""Leadership of a shared PostgreSQL store (storage/leadership.py): one lease, an
+epoch that grows with every takeover, and commits fenced by it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from actorq.storage.journal import Batch
+from actorq.storage.leadership import Deposed, Lease
+from actorq.storage.postgres import PostgresStore
+
+LEASE_S = 0.4
+
+
+@pytest.fixture
+def url(pg) -> str:
+    return pg.create_database(f"l{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def leases(url):
+    made: list[Lease] = []
+
+    def make(name: str) -> Lease:
+        lease = Lease(url, name, LEASE_S, "db")
+        made.append(lease)
+        return lease
+
+    yield make
+    for lease in made:
+        lease.close()
+
+
+def one_row(tid: str) -> Batch:
+    return Batch(rows=[tid, "queued", b"x"], deleted=[], crons=None)
+
+
+def test_one_broker_leads_and_a_standby_takes_over_only_after_the_lease_lapses(leases):
+    a, b = leases("a"), leases("b")
+    assert a.try_take() and a.epoch == 1
+    assert not b.try_take()
+    assert b.holder()[:2] == (1, "a")
+    time.sleep(LEASE_S + 0.1)  # a never renewed
+    assert b.try_take() and b.epoch == 2
+    assert not a.try_take()
+
+
+def test_a_kept_lease_is_never_taken_over(leases):
+    a, b = leases("a"), leases("b")
+    assert a.try_take()
+    a.keep()
+    deadline = time.monotonic() + 3 * LEASE_S
+    while time.monotonic() < deadline:
+        assert not b.try_take()
+        assert a.valid(time.monotonic())
+        time.sleep(0.05)
+
+
+def test_a_deposed_leader_can_neither_commit_nor_keep_serving(url, leases):
+    old_store = PostgresStore(url, lease_s=LEASE_S)
+    old = leases("old")
+    assert old.try_take()
+    old_store.fence = old
+    old_store.write(one_row("t1"))  # committed while it leads
+    time.sleep(LEASE_S + 0.1)  # paused past its lease
+    new = leases("new")
+    assert new.try_take() and new.epoch == 2
+    with pytest.raises(Deposed, match="epoch 1"):
+        old_store.write(one_row("t2"))
+    assert not old.valid(time.monotonic())
+    new_store = PostgresStore(url, lease_s=LEASE_S)
+    new_store.fence = new
+    new_store.write(one_row("t3"))
+    rows = new_store.db.execute("SELECT id FROM actorq_tasks ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == ["t1", "t3"]  # the deposed leader's commit is not there
+    old_store.close()
+    new_store.close()
+
+
+def test_the_keeper_notices_a_takeover(leases):
+    a = leases("a")
+    assert a.try_take()
+    a.keep()
+    # Force a takeover the way a standby would find the lease after a pause.
+    a.db.execute("UPDATE actorq_leader SET expires = now() - interval '1 second'")
+    b = leases("b")
+    assert b.try_take()
+    deadline = time.monotonic() + 5 * LEASE_S
+    while not a.deposed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert a.deposed and not a.valid(time.monotonic())
+
+
+def test_a_leader_stopping_in_order_hands_over_at_once(leases):
+    a, b = leases("a"), leases("b")
+    assert a.try_take()
+    a.close(release=True)
+    assert b.try_take() and b.epoch == 2
