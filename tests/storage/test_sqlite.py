@@ -223,8 +223,8 @@ def test_a_lease_is_written_one_commit_late_unless_the_task_ended_first(tmp_path
     s.dispatch(0)
     tokens = {lease.id: lease.token for lease in s.take_outbox().dispatch[W]}
     assert s.journal_leases()  # the first commit after the dispatch: not yet
-    assert set(s.journal.changed) == {"t1", "t2"} and all(
-        t.state == "running" for t in s.journal.changed.values())  # (their submission)
+    assert set(s.journal.fresh) == {"t1", "t2"} and all(
+        t.state == "running" for t in s.journal.fresh.values())  # (their submission)
     store.commit(s.journal, s.scheduled)
     s.journal = Journal()
     s.on_worker(W, p.Report([p.Result("t1", tokens["t1"], True, b"\xc0", None, None, 0.0)]), 0)

@@ -90,7 +90,7 @@ class Intake:
                         owner=owner)
             tasks[tid] = task
             if journal is not None:
-                journal.changed[tid] = task
+                journal.fresh[tid] = task
             # A batch is usually one queue and one priority: find its lane once.
             if queue is not lane_queue or priority != lane_priority:
                 if lane_queue is not None:

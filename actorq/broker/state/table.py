@@ -137,6 +137,7 @@ class TaskTable:
         self.dead.pop(tid, None)
         if self.journal is not None:
             self.journal.changed.pop(tid, None)
+            self.journal.fresh.pop(tid, None)
             self.journal.deleted.add(tid)
         if self.progress:
             self.progress.pop(tid, None)
