@@ -113,24 +113,41 @@ def submit_stream(c: Client, expected: dict[str, int], handles: dict[str, object
         time.sleep(0.02)
 
 
+@dataclass
+class Stream:
+    """A stream of tasks submitted on a thread (submit_stream), and what came back."""
+
+    c: Client
+    options: dict = field(default_factory=dict)
+    expected: dict[str, int] = field(default_factory=dict)
+    handles: dict[str, object] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.seen = watch_outcomes(self.c)
+        self.feeder = threading.Thread(target=submit_stream, kwargs=self.options,
+                                       args=(self.c, self.expected, self.handles, self.stop))
+        self.feeder.start()
+
+    def classify(self, timeout: float) -> Counter:
+        """Once the stream ended: each task's fate, from the submitting client's handles."""
+        self.feeder.join()
+        return classify(self.expected, results(self.c, list(self.expected), timeout,
+                                               self.handles), self.seen)
+
+
 def _in_memory_round(tmp: Path, rng: random.Random, fault: Callable, prefetch: int = 0,
                      **options) -> Round:
     r = Round()
     node = NodeProcess(node_config(prefetch=prefetch), tmp, f"n{rng.randrange(1 << 30)}")
     try:
         with Client(node.broker) as c:
-            seen = watch_outcomes(c)
-            expected: dict[str, int] = {}
-            handles: dict[str, object] = {}
-            stop = threading.Event()
-            feeder = threading.Thread(target=submit_stream,
-                                      args=(c, expected, handles, stop), kwargs=options)
-            feeder.start()
+            stream = Stream(c, options)
             time.sleep(rng.uniform(0.2, 0.6))
             fault(node, c, r, rng)
-            feeder.join()
+            stream.feeder.join()
             c.flush(timeout=30)
-            r.counts = classify(expected, results(c, list(expected), 60, handles), seen)
+            r.counts = stream.classify(60)
     finally:
         node.cleanup()
     return r
@@ -177,31 +194,26 @@ def durable_round(tmp: Path, rng: random.Random, whole_node: bool) -> Round:
     nodes = [NodeProcess(node_config(storage=db), tmp, f"d{rng.randrange(1 << 30)}")]
     try:
         c = Client(nodes[0].broker)
-        seen = watch_outcomes(c)
-        expected: dict[str, int] = {}
-        handles: dict[str, object] = {}
-        stop = threading.Event()
-        feeder = threading.Thread(target=submit_stream, args=(c, expected, handles, stop))
-        feeder.start()
+        stream = Stream(c)
+        expected = stream.expected
         time.sleep(rng.uniform(0.2, 0.6))
         if whole_node:
-            stop.set()
+            stream.stop.set()
             kill_session(nodes[0].sid)
         else:
             os.kill(nodes[0].actor_pid("broker"), signal.SIGKILL)
-        feeder.join()
+        stream.feeder.join()
         if whole_node:
             # What the old node acknowledged is what the client no longer holds unacked
             acked = {tid: v for tid, v in expected.items() if tid not in c._session.unacked}
             c.close(close_timeout=0.1)
             nodes.append(NodeProcess(node_config(storage=db), tmp, f"d{rng.randrange(1 << 30)}"))
             c = Client(nodes[-1].broker)
-            seen = Counter()
-            r.counts = classify(acked, results(c, list(acked), 90), seen)
+            r.counts = classify(acked, results(c, list(acked), 90), Counter())
             r.notes.append(f"{len(expected) - len(acked)} not acknowledged before the kill")
         else:
             c.flush(timeout=60)
-            r.counts = classify(expected, results(c, list(expected), 90, handles), seen)
+            r.counts = stream.classify(90)
         c.close(close_timeout=1.0)
     finally:
         for n in nodes:

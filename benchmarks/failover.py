@@ -25,14 +25,13 @@ import random
 import signal
 import statistics
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from actorq import Client
 from actorq.testing import NodeProcess, PostgresCluster, free_port, pid_of, wait_until
-from benchmarks.chaos import ECHO, Round, classify, results, submit_stream, watch_outcomes
+from benchmarks.chaos import ECHO, Round, Stream, classify, results, watch_outcomes
 from benchmarks.hosts import Hosts
 
 HOST_NAMES = ["db", "a", "b", "w1", "w2"]
@@ -114,12 +113,7 @@ def leader_round(tmp: Path, pg: PostgresCluster, site: Site, rng: random.Random,
     a = cluster.nodes["a"]
     try:
         with Client(cluster.clients) as c:
-            seen = watch_outcomes(c)
-            expected: dict[str, int] = {}
-            handles: dict[str, object] = {}
-            stop = threading.Event()
-            feeder = threading.Thread(target=submit_stream, args=(c, expected, handles, stop))
-            feeder.start()
+            stream = Stream(c)
             time.sleep(rng.uniform(0.2, 0.5))
             t0 = time.monotonic()
             paused = None
@@ -134,11 +128,11 @@ def leader_round(tmp: Path, pg: PostgresCluster, site: Site, rng: random.Random,
                 paused = pid_of("actorq: broker", a.sid)[0]
                 os.kill(paused, signal.SIGSTOP)
             r.recovery_s.append(_acked_after(c, t0))
-            feeder.join()
+            stream.feeder.join()
             if paused is not None:  # it wakes up deposed, and steps down
                 os.kill(paused, signal.SIGCONT)
             c.flush(timeout=60)
-            r.counts = classify(expected, results(c, list(expected), 90, handles), seen)
+            r.counts = stream.classify(90)
             stats = c.stats()
             b_pids = pid_of("actorq: broker", cluster.nodes["b"].sid)
             if stats.epoch != 2 or int(stats.leader.split(":")[1]) not in b_pids:
@@ -229,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             line += (f"; failover over {len(s)} rounds: min {s[0]:.2f} s, median "
                      f"{statistics.median(s):.2f} s, p90 {s[int(len(s) * 0.9)]:.2f} s, "
                      f"max {s[-1]:.2f} s; all: {', '.join(f'{x:.2f}' for x in s)}")
+        if t.notes:
+            line += f"; notes: {'; '.join(t.notes)}"
         print(line)
     return 1 if bad else 0
 

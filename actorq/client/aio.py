@@ -131,11 +131,7 @@ class AsyncClient:
         """Another broker leads (the LeaderFinder says): talk to it from now on."""
         if self._sock is None:
             return
-        try:
-            self._sock.disconnect(self.address)
-        except zmq.ZMQError:
-            pass  # not connected there: nothing to undo
-        self._sock.connect(address)
+        sockets.move(self._sock, self.address, address)
         self.address = address
         self._session.moved(address)
         self._schedule_flush()

@@ -140,11 +140,7 @@ class SyncIO:
         """Talk to the broker at _move_to from now on (holding _sock_lock). What went to
         the old one unacknowledged goes again once the new one welcomes us."""
         address, self._move_to = self._move_to, None
-        try:
-            sock.disconnect(self._session.address)
-        except zmq.ZMQError:
-            pass  # not connected there: nothing to undo
-        sock.connect(address)
+        sockets.move(sock, self._session.address, address)
         self.address = address
         self._session.moved(address)
 

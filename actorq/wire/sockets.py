@@ -113,6 +113,16 @@ def dealer(ctx: zmq.Context, endpoint: str, identity: bytes,
     return sock
 
 
+def move(sock: zmq.Socket, old: str, new: str) -> None:
+    """Point a DEALER at another broker (the leader of a shared store, wire/leader.py):
+    what was queued for the old one is dropped, and the caller says hello anew."""
+    try:
+        sock.disconnect(old)
+    except zmq.ZMQError:
+        pass  # not connected there: nothing to undo
+    sock.connect(new)
+
+
 def endpoint_of(sock: zmq.Socket) -> str:
     """The resolved endpoint of a bound socket (the real port when bound to `*`)."""
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)

@@ -197,12 +197,8 @@ class Supervisor:
         address, self.move_to = self.move_to, None
         if address is None:
             return
-        try:
-            self.sock.disconnect(self.broker)
-        except zmq.ZMQError:
-            pass  # not connected there: nothing to undo
+        sockets.move(self.sock, self.broker, address)
         self.broker = address
-        self.sock.connect(address)
         self._hello()
 
     def _read_broker(self) -> None:

@@ -331,12 +331,8 @@ class Worker(Execution, Interruptions):
         adopts those leases, as a broker restarted from its store does)."""
         if self.done.is_set():
             return
-        try:
-            self.sock.disconnect(self.broker)
-        except zmq.ZMQError:
-            pass  # not connected there: nothing to undo
+        sockets.move(self.sock, self.broker, address)
         self.broker = address
-        self.sock.connect(address)
         self._hello()
 
     def _restart_heartbeat(self) -> None:
