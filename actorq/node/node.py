@@ -23,7 +23,6 @@ import zmq
 from actorq.node import actor, security
 from actorq.node.children import Child, RestartIntensity, wait_all
 from actorq.node.config import Config
-from actorq.wire.leader import addresses
 from actorq.node.specs import (
     STORAGE_UNUSABLE,
     BrokerSpec,
@@ -31,6 +30,7 @@ from actorq.node.specs import (
     SchedulerSpec,
     SupervisorSpec,
 )
+from actorq.wire.leader import addresses
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from actorq.errors import ConfigError
-from actorq.wire.leader import addresses
 from actorq.wire import curve
+from actorq.wire.leader import addresses
 
 if TYPE_CHECKING:
     from actorq.node.config import Config
