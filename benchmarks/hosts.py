@@ -38,7 +38,13 @@ def unavailable() -> str | None:
     made = _ip("netns", "add", probe, check=False)
     if made.returncode != 0:
         return f"ip netns add failed: {made.stderr.strip()}"
-    _ip("netns", "del", probe, check=False)
+    try:  # a partition is a blackhole queue discipline: the kernel must have it
+        cut = subprocess.run(["ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "lo",
+                              "root", "blackhole"], capture_output=True, text=True, timeout=30)
+        if cut.returncode != 0:
+            return f"tc cannot add a blackhole qdisc: {cut.stderr.strip()}"
+    finally:
+        _ip("netns", "del", probe, check=False)
     return None
 
 
