@@ -155,11 +155,21 @@ def worker_cut_round(tmp: Path, pg: PostgresCluster, site: Site, rng: random.Ran
             seen = watch_outcomes(c)
             hs = c.submit_many([(ECHO, (i, 1.5)) for i in range(8)])
             expected = {h.id: i for i, h in enumerate(hs)}
-            w1 = cluster.nodes["w1"]
-            wait_until(lambda: sum(1 for w in c.workers() if w.tasks and
-                                   w.pid in w1.worker_pids()) >= 1, 20)
+            w1_pids = cluster.nodes["w1"].worker_pids()
+
+            def held_by_w1() -> dict[str, str]:  # task id -> the w1 worker leasing it
+                return {t: w.name for w in c.workers() if w.pid in w1_pids for t in w.tasks}
+
+            held = wait_until(held_by_w1, 20, message="w1 leases tasks")
             site.hosts.cut("w1")
-            time.sleep(3.0)  # past the workers' liveness (0.5 s x 3): requeued
+
+            def run_elsewhere() -> bool:  # past the workers' liveness, each requeued
+                infos = [c.status(t) for t in held]
+                return all(i.state == "succeeded" or (i.state == "running" and
+                                                      i.worker != held[i.id]) for i in infos)
+
+            wait_until(run_elsewhere, 30, interval_s=0.05,
+                       message="the cut-off host's tasks running elsewhere")
             site.hosts.heal("w1")
             r.counts = classify(expected, results(c, list(expected), 60,
                                                   {h.id: h for h in hs}), seen)

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from actorq.node import actor
 from actorq.node.config import StorageConfig
@@ -61,7 +61,7 @@ def open_shared(storage: StorageConfig, signals: actor.Signals) -> PostgresStore
     return None
 
 
-def step_down(lease: Lease, instance: str, sockets, why: str = "") -> int:
+def step_down(lease: Lease, instance: str, sockets, why: str = "") -> NoReturn:
     """The broker no longer leads, or may not: stop at once. Nothing held is sent (the
     new leader has what was committed, and clients resend the rest), and nothing
     more is written. The node starts this broker again, as a standby."""

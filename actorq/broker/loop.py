@@ -12,11 +12,13 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from typing import NoReturn
 
 import msgspec
 import zmq
 
 from actorq.broker.committer import Committer
+from actorq.broker.leading import lead, open_shared, step_down
 from actorq.broker.spinpoll import SpinPoll
 from actorq.broker.state import BrokerState, Outbox
 from actorq.broker.state.access import MAX_BOUND_PEERS
@@ -26,7 +28,6 @@ from actorq.node.config import BrokerConfig, CronConfig, SecurityConfig
 from actorq.node.ratelog import Throttle, swallowed_note
 from actorq.node.specs import CANNOT_START, STORAGE_UNUSABLE, BrokerSpec
 from actorq.storage.journal import prepare
-from actorq.broker.leading import lead, open_shared, step_down
 from actorq.storage.leadership import Deposed, Lease
 from actorq.storage.sqlite import DiskFull, Store, StorageError, open_store
 from actorq.wire import curve, sockets
@@ -194,7 +195,7 @@ class Broker:
         self._stop(spin)
         return 0
 
-    def _deposed(self, why: str = "") -> int:
+    def _deposed(self, why: str = "") -> NoReturn:
         """Another broker leads now, or may: stop at once (leading.step_down)."""
         return step_down(self.lease, self.state.instance, (self.clients, self.workers), why)
 

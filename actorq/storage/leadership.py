@@ -66,8 +66,9 @@ class Lease:
     """This broker's claim on the store's leadership, and the thread that keeps it."""
 
     def __init__(self, url: str, name: str, lease_s: float, path: str) -> None:
-        import psycopg
-
+        """A claim on the lease of the store at `url`, whose schema (PostgresStore)
+        holds actorq_leader. It connects when it first needs to, and again after a
+        failure: a database out of reach makes this broker wait, never exit."""
         self.url, self.name, self.lease_s, self.path = url, name, lease_s, path
         self.epoch = 0
         self.renewed_at = 0.0  # monotonic start of the last renewal that held
@@ -76,11 +77,13 @@ class Lease:
         os.set_blocking(self.fd, False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        try:
-            self.db = connect(url, lease_s)
-            self.db.execute(TABLE)
-        except psycopg.Error as exc:
-            raise StorageError(f"{path}: cannot connect: {exc}") from None
+        self._db = None
+
+    @property
+    def db(self):
+        if self._db is None:
+            self._db = connect(self.url, self.lease_s)
+        return self._db
 
     def holder(self) -> tuple[int, str, float] | None:
         """(epoch, holder, seconds left) of the lease as the database has it."""
@@ -154,23 +157,25 @@ class Lease:
             self.renewed_at = max(self.renewed_at, started)
 
     def _reconnect(self) -> None:
-        import psycopg
-
-        try:
-            self.db.close()
-            self.db = connect(self.url, self.lease_s)
-        except psycopg.Error:
-            pass  # the next attempt tries again
+        """Drop a connection that failed: the next use connects afresh."""
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
 
     def close(self, release: bool = False) -> None:
         """Stop renewing; with `release`, end the lease now so that a standby takes
         over at once (a leader stopping in order) instead of after it lapses."""
+        if self._stop.is_set():
+            return  # closed already
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.lease_s)
         try:
-            if release and not self.deposed:
-                self.db.execute(_RELEASE, (self.epoch,))
-            self.db.close()
-        except Exception:  # noqa: BLE001 (a connection cut off mid-call; nothing to keep)
+            if release and not self.deposed and self._db is not None:
+                self._db.execute(_RELEASE, (self.epoch,))
+        except Exception:  # noqa: BLE001 (a connection cut off mid-call; it lapses anyway)
             pass
+        self._reconnect()
+        if self._thread is None or not self._thread.is_alive():  # else it may still poke
+            os.close(self.fd)
+            os.close(self._poke)

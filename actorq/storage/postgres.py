@@ -25,9 +25,9 @@ from actorq.wire import protocol as p
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # 2: actorq_leader (the leadership lease), ids in the "C" collation
+_META = "CREATE TABLE IF NOT EXISTS actorq_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 _SCHEMA = [
     leadership.TABLE,
-    "CREATE TABLE IF NOT EXISTS actorq_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # Ids compare byte by byte ("C"): they are ASCII, sorted by time, and a locale's
     # collation made every primary-key comparison a strcoll call.
     "CREATE TABLE IF NOT EXISTS actorq_tasks (id TEXT COLLATE \"C\" PRIMARY KEY, "
@@ -88,14 +88,15 @@ class PostgresStore:
         if synchronous == "normal":  # as SQLite's NORMAL: no wait for the WAL flush
             db.execute("SET synchronous_commit = off")
         with db.transaction():
-            for statement in _SCHEMA:
-                db.execute(statement)
+            db.execute(_META)
             row = db.execute("SELECT value FROM actorq_meta WHERE key = 'schema_version'"
                              ).fetchone()
-            if row is not None and int(row[0]) > SCHEMA_VERSION:
+            if row is not None and int(row[0]) > SCHEMA_VERSION:  # before changing anything
                 raise StorageError(f"{self.path}: schema version {row[0]} is newer than this "
                                    f"actorq understands ({SCHEMA_VERSION}); upgrade actorq")
-            # Older versions only lack tables, which the statements above create.
+            # Older versions lack tables and settings the statements bring.
+            for statement in _SCHEMA:
+                db.execute(statement)
             db.execute("INSERT INTO actorq_meta VALUES ('schema_version', %s) ON CONFLICT "
                        "(key) DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
 

@@ -17,7 +17,9 @@ LEASE_S = 0.4
 
 @pytest.fixture
 def url(pg) -> str:
-    return pg.create_database(f"l{uuid.uuid4().hex[:12]}")
+    url = pg.create_database(f"l{uuid.uuid4().hex[:12]}")
+    PostgresStore(url).close()  # the schema, actorq_leader with it, as a broker makes it
+    return url
 
 
 @pytest.fixture
@@ -92,6 +94,17 @@ def test_the_keeper_notices_a_takeover(leases):
     while not a.deposed and time.monotonic() < deadline:
         time.sleep(0.02)
     assert a.deposed and not a.valid(time.monotonic())
+
+
+def test_a_database_out_of_reach_is_a_no_not_an_error(pg):
+    import socket
+
+    with socket.socket() as s:  # a free port: nothing answers there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    lease = Lease(f"postgresql://postgres@127.0.0.1:{port}/x", "a", LEASE_S, "db")
+    assert not lease.try_take()
+    lease.close()
 
 
 def test_a_leader_stopping_in_order_hands_over_at_once(leases):

@@ -13,9 +13,13 @@ from actorq.storage.journal import Journal, prepare
 from actorq.storage.postgres import PostgresStore, redacted
 from actorq.storage.sqlite import StorageError
 from actorq.wire import protocol as p
-from tests.storage.stores import recovered
-
-C, W = b"c", b"w"
+from tests.storage.stores import (
+    C,
+    cancel_a_new_task,
+    check_every_state,
+    recovered,
+    submit_every_state,
+)
 
 
 @pytest.fixture
@@ -29,29 +33,18 @@ def durable_state(url: str, now: float = 0.0):
 
 def test_every_state_comes_back_as_it_was(url):
     store, s = durable_state(url)
-    s.on_worker(W, p.Hello(version=1, role="worker", queues=["default"], credit=1), 0)
-    s.on_client(C, p.Submit([
-        p.TaskSpec("t1", "m:f", b"\x01"), p.TaskSpec("t2", "m:f", b"\x02"),
-        p.TaskSpec("t3", "m:f", b"\x03", opts=p.Options(not_before=50.0, key="k")),
-        p.TaskSpec("t4", "m:f", b"\x04", opts=p.Options(depends_on=["t3"]))]), 0)
-    s.dispatch(0)  # t1 runs
+    submit_every_state(s)
     s.journal_leases()
     s.journal_leases()
     committer = Committer(store)  # as the broker writes: on the committer's thread
     committer.start(prepare(s.take_journal(), s.scheduled))
     committer.wait()
-    s.on_client(C, p.Submit([p.TaskSpec("t5", "m:f", b"\x05")]), 1)
-    s.on_client(C, p.Cancel(1, ["t5"]), 1)
+    cancel_a_new_task(s)
     store.commit(s.journal, s.scheduled)
     committer.close()
     store.close()
     store, r = durable_state(url, now=10.0)
-    assert r.tasks["t1"].state == "running" and r.unclaimed == {"t1": None}
-    assert r.tasks["t2"].state == "queued" and r.queued == 1
-    assert r.scheduled == {"t3": 50.0} and r.keys == {(C, "k"): "t3"}
-    assert r.tasks["t4"].state == "pending" and r.waiting == {"t4": 1}
-    assert r.tasks["t5"].state == "cancelled"
-    assert list(r.tasks) == ["t1", "t2", "t3", "t4", "t5"]  # id order, as SQLite gives it
+    check_every_state(r)  # as SQLite gives it back
     store.close()
 
 

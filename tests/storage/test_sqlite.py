@@ -9,9 +9,14 @@ from actorq.broker.committer import Committer
 from actorq.storage.journal import Journal, prepare
 from actorq.storage.sqlite import DiskFull, SqliteStore, StorageError
 from actorq.wire import protocol as p
-from tests.storage.stores import recovered
-
-C, W = b"c", b"w"
+from tests.storage.stores import (
+    C,
+    W,
+    cancel_a_new_task,
+    check_every_state,
+    recovered,
+    submit_every_state,
+)
 
 
 def durable_state(path, now=0.0):
@@ -29,27 +34,14 @@ def commit(store, s):
 def test_every_state_comes_back_as_it_was(tmp_path):
     db = tmp_path / "a.db"
     store, s = durable_state(db)
-    s.on_worker(W, p.Hello(version=1, role="worker", queues=["default"], credit=1), 0)
-    s.on_client(C, p.Submit([
-        p.TaskSpec("t1", "m:f", b"\x01"), p.TaskSpec("t2", "m:f", b"\x02"),
-        p.TaskSpec("t3", "m:f", b"\x03", opts=p.Options(not_before=50.0, key="k")),
-        p.TaskSpec("t4", "m:f", b"\x04", opts=p.Options(depends_on=["t3"]))]), 0)
-    s.dispatch(0)  # t1 runs
+    submit_every_state(s)
     commit(store, s)
-    s.on_client(C, p.Submit([p.TaskSpec("t5", "m:f", b"\x05")]), 1)
-    s.on_client(C, p.Cancel(1, ["t5"]), 1)
+    cancel_a_new_task(s)
     commit(store, s)
     store.close()
     # A new broker on the same file
     store, r = durable_state(db, now=10.0)
-    # t1 was running: its worker may still have it and claim it when it says hello
-    assert r.tasks["t1"].state == "running" and r.unclaimed == {"t1": None}
-    assert r.tasks["t2"].state == "queued" and r.queued == 1
-    # Its key is still its submitter's, who is still the owner of every task
-    assert r.scheduled == {"t3": 50.0} and r.keys == {(C, "k"): "t3"}
-    assert {t.owner for t in r.tasks.values()} == {C}
-    assert r.tasks["t4"].state == "pending" and r.waiting == {"t4": 1}
-    assert r.tasks["t5"].state == "cancelled"
+    check_every_state(r)
     assert r.tasks["t1"].payload == b"\x01"
     r.tick(10.0 + r.claim_window_s - 0.01)
     assert r.tasks["t1"].state == "running"  # its worker may be reconnecting still
