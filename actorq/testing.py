@@ -104,7 +104,9 @@ class NodeProcess:
     """A running `actorq run` in its own session."""
 
     def __init__(self, config_text: str, tmp: Path, name: str, cwd: Path = ROOT,
-                 env: dict[str, str] | None = None, netns: str | None = None) -> None:
+                 env: dict[str, str] | None = None, netns: str | None = None,
+                 wait_ready: bool = True) -> None:
+        """Start it and wait until it is ready (or a standby), unless not `wait_ready`."""
         self.dir = tmp / name
         self.dir.mkdir()
         self.config_path = self.dir / "node.toml"
@@ -123,7 +125,7 @@ class NodeProcess:
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
         self.sid = self.proc.pid
-        self.info = self._wait_ready()
+        self.info = self._wait_ready() if wait_ready else {}
 
     def _wait_ready(self) -> dict:
         deadline = time.monotonic() + READY_TIMEOUT_S

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from typing import TYPE_CHECKING, NoReturn
 
 from actorq.node import actor
 from actorq.node.config import StorageConfig
 from actorq.node.specs import DEPOSED
-from actorq.storage.leadership import Lease
+from actorq.storage.leadership import Lease, holder_name
 
 if TYPE_CHECKING:
     from actorq.storage.postgres import PostgresStore
@@ -30,7 +29,7 @@ def lead(store: PostgresStore, lease_s: float, signals: actor.Signals) -> Lease 
     """Take the shared store's leadership, waiting as a standby while another broker
     holds it; None if told to stop first. Nothing binds before this returns: a
     standby is invisible to clients and workers, which find the leader by its answer."""
-    name = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+    name = store.holder
     lease = Lease(store.url, name, lease_s, store.path)
     if not lease.try_take():
         actor.report_ready({"standby": True}, final=False)
@@ -49,10 +48,11 @@ def open_shared(storage: StorageConfig, signals: actor.Signals) -> PostgresStore
     again and again until its restart intensity ran out. None if told to stop."""
     from actorq.storage.postgres import PostgresStore, Unreachable
 
+    holder = holder_name()  # its sessions carry it, for a broker taking over to end them
     said = False
     while not signals.stop:
         try:
-            return PostgresStore(storage.url, storage.synchronous, storage.lease)
+            return PostgresStore(storage.url, storage.synchronous, storage.lease, holder)
         except Unreachable as exc:
             if not said:
                 log.warning("%s; trying again every %g s", exc, RECONNECT_S)

@@ -28,7 +28,7 @@ from actorq.node.config import BrokerConfig, CronConfig, SecurityConfig
 from actorq.node.ratelog import Throttle, swallowed_note
 from actorq.node.specs import CANNOT_START, STORAGE_UNUSABLE, BrokerSpec
 from actorq.storage.journal import prepare
-from actorq.storage.leadership import Deposed, Lease
+from actorq.storage.leadership import Lease
 from actorq.storage.sqlite import DiskFull, Store, StorageError, open_store
 from actorq.wire import curve, sockets
 from actorq.wire import protocol as p
@@ -170,7 +170,12 @@ class Broker:
                 if committer.fd in events:
                     try:
                         self._commit_done(committer, now)
-                    except Deposed as exc:
+                    except StorageError as exc:
+                        if lease is None:
+                            raise
+                        # Deposed, or a commit that may or may not have landed (the
+                        # session ended by a broker that took over, a partition): either
+                        # way, what it covered is not ours to acknowledge.
                         return self._deposed(str(exc))
                 if committer.stalled is not None and now >= self.disk_retry_at:
                     committer.retry()

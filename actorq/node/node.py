@@ -103,12 +103,18 @@ class Node:
                     del waiting[name]
                 elif child.poll() is not None:
                     raise StartupFailed(f"{name} {child.describe_exit()} during start-up")
-                elif child.standby and not standby:
-                    # Waiting for another broker's lease to lapse takes as long as it takes.
-                    standby, timeout_s = True, None
-                    log.info("the broker is a standby: this node starts the rest once it "
-                             "leads")
-                    self._write_ready_file(standby=True)
+            # Actors already up may die while the rest start: a broker that took over a
+            # shared store may be deposed at once. They are restarted as when running.
+            if not self._reap():
+                raise StartupFailed("the restart intensity was used up during start-up")
+            broker = self.children.get("broker")
+            if broker is not None and "broker" not in waiting:
+                broker.read_ready()  # a restarted broker reports again, maybe as a standby
+            if broker is not None and broker.standby and not standby:
+                # Waiting for another broker's lease to lapse takes as long as it takes.
+                standby, timeout_s = True, None
+                log.info("the broker is a standby: this node starts the rest once it leads")
+                self._write_ready_file(standby=True)
             now = time.monotonic()
             if timeout_s is not None and now - start > timeout_s:
                 raise StartupFailed(f"not ready after {timeout_s:g} s: {', '.join(waiting)}")

@@ -12,7 +12,9 @@ the row lock orders its commit against the takeover, and the loser finds out.
 The check comes last in the transaction, so the leader row is locked only for the
 moment before COMMIT; and a leader paused inside a transaction (holding locks a new
 leader would wait on) loses its session to `idle_in_transaction_session_timeout`,
-set to the lease.
+set to the lease. A leader cut off in the middle of a commit is not idle but gone,
+and the server only finds out after TCP's minutes: the broker that takes over ends
+every session of a holder whose lease lapsed (they carry its name, `session_name`).
 
 A leader that has not renewed for `lease_s` on its own clock stops serving: by
 then a standby may lead, and clients should find that one (wire/leader.py).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 
@@ -33,9 +36,10 @@ TABLE = ("CREATE TABLE IF NOT EXISTS actorq_leader (id INT PRIMARY KEY CHECK (id
          "epoch BIGINT NOT NULL, holder TEXT NOT NULL, expires TIMESTAMPTZ NOT NULL)")
 _FIRST = ("INSERT INTO actorq_leader VALUES (1, 1, %s, clock_timestamp() + make_interval(secs => %s)) "
           "ON CONFLICT (id) DO NOTHING RETURNING epoch")
-_TAKE = ("UPDATE actorq_leader SET epoch = epoch + 1, holder = %s, "
+_TAKE = ("WITH old AS (SELECT holder FROM actorq_leader WHERE id = 1) "
+         "UPDATE actorq_leader SET epoch = epoch + 1, holder = %s, "
          "expires = clock_timestamp() + make_interval(secs => %s) WHERE id = 1 AND expires < clock_timestamp() "
-         "RETURNING epoch")
+         "RETURNING epoch, (SELECT holder FROM old)")
 # The fence: a renewal that also says the lease is still this epoch's.
 RENEW = ("UPDATE actorq_leader SET expires = clock_timestamp() + make_interval(secs => %s) "
          "WHERE id = 1 AND epoch = %s RETURNING 1")
@@ -43,23 +47,43 @@ _RELEASE = ("UPDATE actorq_leader SET expires = clock_timestamp() WHERE id = 1 "
             "AND epoch = %s")
 _WHO = ("SELECT epoch, holder, EXTRACT(EPOCH FROM expires - clock_timestamp()) "
         "FROM actorq_leader WHERE id = 1")
+_LAPSED = "SELECT holder FROM actorq_leader WHERE id = 1 AND expires < clock_timestamp()"
+_END_SESSIONS = ("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                 "WHERE datname = current_database() AND application_name = %s "
+                 "AND pid <> pg_backend_pid()")
 POLL_S = 0.1  # how often a standby looks whether the lease has expired
+# How long a take waits for the leader row's lock: a live leader holds it for the
+# moment before its COMMIT; one cut off mid-commit holds it until its session ends.
+TAKE_LOCK_WAIT_MS = 100
 
 
 class Deposed(StorageError):
     """Another broker took the lease: this one must stop without acknowledging more."""
 
 
-def connect(url: str, lease_s: float):
+def holder_name() -> str:
+    """This broker's name as a holder of the lease: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def session_name(holder: str) -> str:
+    """The application_name of a holder's sessions, by which a broker that takes over
+    ends them (PostgreSQL keeps the first 63 bytes)."""
+    return f"actorq broker {holder}"[:63]
+
+
+def connect(url: str, lease_s: float, holder: str | None = None):
     """A connection that gives up on a silent server (a partition) within about a
-    lease, instead of TCP's minutes, so a cut-off leader's threads do not hang."""
+    lease, instead of TCP's minutes, so a cut-off leader's threads do not hang.
+    Named after its `holder`, it shows as such in pg_stat_activity."""
     import psycopg
 
     timeout_ms = max(1000, int(lease_s * 2000))
+    named = {} if holder is None else {"application_name": session_name(holder)}
     return psycopg.connect(url, autocommit=True, connect_timeout=max(2, int(lease_s * 4)),
                            keepalives=1, keepalives_idle=1, keepalives_interval=1,
                            keepalives_count=max(2, int(lease_s * 2)),
-                           tcp_user_timeout=timeout_ms)
+                           tcp_user_timeout=timeout_ms, **named)
 
 
 class Lease:
@@ -78,11 +102,12 @@ class Lease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._db = None
+        self._cannot_end: str | None = None  # why ending others' sessions failed, said once
 
     @property
     def db(self):
         if self._db is None:
-            self._db = connect(self.url, self.lease_s)
+            self._db = connect(self.url, self.lease_s, self.name)
         return self._db
 
     def holder(self) -> tuple[int, str, float] | None:
@@ -98,9 +123,15 @@ class Lease:
         started = time.monotonic()
         try:
             with self.db.transaction():
+                self.db.execute(f"SET LOCAL lock_timeout = {TAKE_LOCK_WAIT_MS}")
                 row = self.db.execute(_FIRST, (self.name, self.lease_s)).fetchone()
                 if row is None:
                     row = self.db.execute(_TAKE, (self.name, self.lease_s)).fetchone()
+        except psycopg.errors.LockNotAvailable:
+            # Waiting longer would count against our own lease once taken. A holder
+            # whose lease lapsed while it held the row is ended; the next poll takes.
+            self._end_if_lapsed()
+            return False
         except psycopg.Error as exc:
             log.warning("standby: %s: %s; trying again", self.path, exc)
             self._reconnect()
@@ -109,7 +140,38 @@ class Lease:
             return False
         self.epoch = int(row[0])
         self.renewed_at = started
+        if len(row) > 1 and row[1] is not None:
+            self._end_sessions(row[1])
         return True
+
+    def _end_if_lapsed(self) -> None:
+        import psycopg
+
+        try:
+            lapsed = self.db.execute(_LAPSED).fetchone()
+        except psycopg.Error:
+            return  # the next try_take says what is wrong
+        if lapsed is not None:
+            self._end_sessions(lapsed[0])
+
+    def _end_sessions(self, holder: str) -> None:
+        """End every session of a holder whose lease lapsed. One cut off in the middle
+        of a commit keeps its locks (the rows it wrote, the leader row) until the
+        server notices it is gone, which TCP takes minutes for; and a session waiting
+        for COPY data is not idle, so idle_in_transaction_session_timeout misses it."""
+        import psycopg
+
+        try:
+            ended = self.db.execute(_END_SESSIONS, (session_name(holder),)).fetchone()[0]
+        except psycopg.Error as exc:  # a role that may not end others' sessions
+            if self._cannot_end is None:
+                self._cannot_end = str(exc)
+                log.warning("%s: cannot end the sessions of %s, whose lease lapsed (%s); "
+                            "their locks last until the server drops them", self.path,
+                            holder, str(exc).strip())
+            return
+        if ended:
+            log.info("ended %d session(s) of %s, whose lease lapsed", ended, holder)
 
     def wait(self, stopping) -> bool:
         """Wait as a standby until the lease is ours (True) or `stopping()` (False)."""
@@ -140,21 +202,28 @@ class Lease:
         return not self.deposed and now - self.renewed_at < self.lease_s
 
     def _keep(self) -> None:
+        # Renew at once: the take may have waited on the network for part of a lease.
+        while self._renew():
+            if self._stop.wait(self.lease_s / 4):
+                return
+
+    def _renew(self) -> bool:
+        """Renew the lease once; False once deposed."""
         import psycopg
 
-        while not self._stop.wait(self.lease_s / 4):
-            started = time.monotonic()
-            try:
-                held = self.db.execute(RENEW, (self.lease_s, self.epoch)).fetchone()
-            except psycopg.Error as exc:
-                log.warning("leader: cannot renew the lease: %s", exc)
-                self._reconnect()
-                continue
-            if held is None:
-                self.deposed = True
-                os.write(self._poke, b"x")
-                return
-            self.renewed_at = max(self.renewed_at, started)
+        started = time.monotonic()
+        try:
+            held = self.db.execute(RENEW, (self.lease_s, self.epoch)).fetchone()
+        except psycopg.Error as exc:
+            log.warning("leader: cannot renew the lease: %s", exc)
+            self._reconnect()
+            return True
+        if held is None:
+            self.deposed = True
+            os.write(self._poke, b"x")
+            return False
+        self.renewed_at = max(self.renewed_at, started)
+        return True
 
     def _reconnect(self) -> None:
         """Drop a connection that failed: the next use connects afresh."""

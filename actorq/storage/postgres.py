@@ -69,7 +69,10 @@ def redacted(url: str) -> str:
 
 
 class PostgresStore:
-    def __init__(self, url: str, synchronous: str = "full", lease_s: float = 1.0) -> None:
+    def __init__(self, url: str, synchronous: str = "full", lease_s: float = 1.0,
+                 holder: str | None = None) -> None:
+        """`holder`: the name this broker leads by (leadership.holder_name), which its
+        session carries."""
         import psycopg
 
         self.path = redacted(url)  # what logs and errors name, as SqliteStore's path
@@ -77,8 +80,9 @@ class PostgresStore:
         # The lease this broker leads by, once it does: every commit renews it on the
         # condition that its epoch is still this broker's (see leadership.py).
         self.fence: leadership.Lease | None = None
+        self.holder = holder or leadership.holder_name()
         try:
-            self.db = leadership.connect(url, lease_s)
+            self.db = leadership.connect(url, lease_s, self.holder)
         except psycopg.Error as exc:
             raise Unreachable(f"{self.path}: cannot connect: {exc}") from None
         db = self.db

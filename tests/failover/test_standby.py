@@ -1,6 +1,7 @@
 """A standby broker node: it waits without listening, stops cleanly while it waits,
-and takes over at once from a leader that stops in order; /health and /metrics
-say which broker leads and under which epoch."""
+and takes over at once from a leader that stops in order, and from one gone in the
+middle of a commit; /health and /metrics say which broker leads and under which
+epoch. A broker deposed while its node starts the rest is started again."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import uuid
 import pytest
 
 from actorq import Client
-from actorq.testing import ROOT, NodeProcess, free_port, wait_until
+from actorq.storage.leadership import session_name
+from actorq.testing import ROOT, NodeProcess, free_port, kill_session, wait_until
 
 NODE = """
 [node]
@@ -45,6 +47,7 @@ def shared(pg, tmp_path):
         made.append(n)
         return n
 
+    start.url = url
     yield start
     leaks = {n.dir.name: n.cleanup() for n in made}
     assert not any(leaks.values()), leaks
@@ -90,3 +93,52 @@ def test_a_standby_stops_cleanly_while_it_waits(shared):
     assert b.standby
     assert b.terminate() == 0
     assert "standby" in b.log()
+
+
+def leader_holder(url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url) as db:
+        return db.execute("SELECT holder FROM actorq_leader").fetchone()[0]
+
+
+def test_the_standby_takes_over_from_a_leader_gone_in_the_middle_of_a_commit(shared):
+    """As when the leader's host is cut off: the server still holds its session, with
+    the leader row locked by a commit that will never end."""
+    import psycopg
+
+    a = shared("a")
+    b = shared("b")
+    stuck = psycopg.connect(shared.url, application_name=session_name(leader_holder(shared.url)))
+    try:
+        stuck.execute("SELECT 1 FROM actorq_leader WHERE id = 1 FOR UPDATE")
+        kill_session(a.sid)  # everything of a's but the session posing as its commit
+        with Client([a.address, b.address]) as c:
+            assert c.submit("tests.apps.lifecycle:double", (4,)).result(timeout=30) == 8
+            assert c.stats().epoch == 2
+        assert "ended 1 session(s)" in b.log()
+    finally:
+        stuck.close()
+
+
+def test_a_broker_deposed_while_its_node_starts_the_rest_is_started_again(pg, tmp_path):
+    import psycopg
+
+    url = pg.create_database(f"s{uuid.uuid4().hex[:12]}")
+    # A pool whose broker never answers holds the node in its start-up.
+    config = NODE.format(port=free_port(), worker_port=free_port(), url=url).replace(
+        "shutdown_grace = 5", "shutdown_grace = 5\nstartup_timeout = 120") + (
+        f'broker = "tcp://127.0.0.1:{free_port()}"\n')
+    node = NodeProcess(config, tmp_path, "n", wait_ready=False)
+    try:
+        wait_until(lambda: "(epoch 1)" in node.log(), 30, message="the broker leads")
+        with psycopg.connect(url, autocommit=True) as db:  # another broker takes over
+            db.execute("UPDATE actorq_leader SET epoch = epoch + 1, holder = 'thief', "
+                       "expires = clock_timestamp() + interval '1 second'")
+        wait_until(lambda: "broker exit code 4; restarting it" in node.log(), 15,
+                   message=f"the deposed broker started again:\n{node.log()}")
+        # ... as a standby, which leads again once the thief's lease lapses
+        wait_until(lambda: "(epoch 3)" in node.log(), 15, message="the broker leads again")
+        assert node.proc.poll() is None
+    finally:
+        assert not node.cleanup()

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from actorq.storage.journal import Batch
-from actorq.storage.leadership import Deposed, Lease
+from actorq.storage.leadership import RENEW, Deposed, Lease, session_name
 from actorq.storage.postgres import PostgresStore
 
 LEASE_S = 0.4
@@ -111,4 +111,43 @@ def test_a_leader_stopping_in_order_hands_over_at_once(leases):
     a, b = leases("a"), leases("b")
     assert a.try_take()
     a.close(release=True)
+    assert b.try_take() and b.epoch == 2
+
+
+def test_a_standby_ends_the_sessions_of_a_leader_gone_in_the_middle_of_a_commit(url, leases):
+    """A leader cut off between its fence and its COMMIT keeps the leader row locked
+    until the server notices, which TCP takes minutes for. The standby must neither
+    wait on that lock (the wait would eat its own lease) nor wait for the server."""
+    import psycopg
+
+    a, b = leases("a"), leases("b")
+    assert a.try_take()
+    # a's commit transaction, fenced, and never committed: its host went silent.
+    stuck = psycopg.connect(url, application_name=session_name("a"))
+    stuck.execute(RENEW, (LEASE_S, 1))
+    started = time.monotonic()
+    assert not b.try_take()
+    assert time.monotonic() - started < LEASE_S  # it did not wait for the lock
+    assert not stuck.closed and stuck.execute("SELECT 1").fetchone() == (1,)  # a still leads
+    time.sleep(LEASE_S + 0.1)  # a's lease lapses
+    deadline = time.monotonic() + 10 * LEASE_S
+    assert b.wait(lambda: time.monotonic() > deadline)
+    assert b.epoch == 2 and b.valid(time.monotonic())
+    with pytest.raises(psycopg.OperationalError):
+        stuck.execute("SELECT 1")  # ended by b
+    stuck.close()
+
+
+def test_a_lock_held_by_a_session_not_of_the_holder_is_waited_out_not_ended(url, leases):
+    import psycopg
+
+    a, b = leases("a"), leases("b")
+    assert a.try_take()
+    other = psycopg.connect(url, application_name="someone else")
+    other.execute("SELECT 1 FROM actorq_leader WHERE id = 1 FOR UPDATE")
+    time.sleep(LEASE_S + 0.1)  # a's lease lapses, the row still locked by another
+    assert not b.try_take()
+    assert other.execute("SELECT 1").fetchone() == (1,)  # not ended
+    other.rollback()
+    other.close()
     assert b.try_take() and b.epoch == 2
