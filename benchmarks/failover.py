@@ -184,6 +184,18 @@ def worker_cut_round(tmp: Path, pg: PostgresCluster, site: Site, rng: random.Ran
     return r
 
 
+def round_or_failure(play, tmp: Path, *args) -> Round:
+    """One round; one that fails outright (a broker that never answered) is counted
+    and named, and the run goes on to give its distribution."""
+    try:
+        return play(tmp, *args)
+    except Exception as exc:  # noqa: BLE001 (reported, as the round's outcome)
+        r = Round()
+        r.counts["round failed"] += 1
+        r.notes.append(f"round failed: {exc!r}")
+        return r
+
+
 def run(rounds: int, seed: int, on_hosts: bool) -> dict[str, Round]:
     rng = random.Random(seed)
     hosts = Hosts(HOST_NAMES) if on_hosts else None
@@ -197,7 +209,7 @@ def run(rounds: int, seed: int, on_hosts: bool) -> dict[str, Round]:
                 total = totals[fault] = Round()
                 for _ in range(rounds):
                     with tempfile.TemporaryDirectory(prefix="actorq-failover-") as tmp:
-                        got = leader_round(Path(tmp), pg, site, rng, fault)
+                        got = round_or_failure(leader_round, Path(tmp), pg, site, rng, fault)
                     total.counts.update(got.counts)
                     total.recovery_s += got.recovery_s
                     total.notes += got.notes
@@ -205,7 +217,7 @@ def run(rounds: int, seed: int, on_hosts: bool) -> dict[str, Round]:
                 total = totals["worker host cut off"] = Round()
                 for _ in range(max(1, rounds // 4)):
                     with tempfile.TemporaryDirectory(prefix="actorq-failover-") as tmp:
-                        got = worker_cut_round(Path(tmp), pg, site, rng)
+                        got = round_or_failure(worker_cut_round, Path(tmp), pg, site, rng)
                     total.counts.update(got.counts)
                     total.notes += got.notes
         finally:

@@ -15,7 +15,13 @@ import random
 
 import pytest
 
-from benchmarks.failover import HOST_NAMES, Site, leader_round, worker_cut_round
+from benchmarks.failover import (
+    HOST_NAMES,
+    Site,
+    round_or_failure,
+    leader_round,
+    worker_cut_round,
+)
 from benchmarks.hosts import Hosts, unavailable
 
 CLEAN = {"lost": 0, "duplicated": 0, "wrong": 0, "wrong leader": 0, "late result not seen": 0}
@@ -63,3 +69,11 @@ def test_a_cut_off_worker_host_has_its_tasks_run_elsewhere_and_late_results_disc
     site, pg = hosts_site
     r = worker_cut_round(tmp_path, pg, site, random.Random("worker"))
     assert_clean(r)
+
+
+def test_the_benchmark_counts_a_failed_round_and_goes_on(tmp_path):
+    def fails(tmp, *args):
+        raise TimeoutError("no answer")
+
+    r = round_or_failure(fails, tmp_path, "x")
+    assert r.counts["round failed"] == 1 and "no answer" in r.notes[0]
