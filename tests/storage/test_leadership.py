@@ -151,3 +151,33 @@ def test_a_lock_held_by_a_session_not_of_the_holder_is_waited_out_not_ended(url,
     other.rollback()
     other.close()
     assert b.try_take() and b.epoch == 2
+
+
+def test_a_standby_whose_role_may_not_end_the_sessions_says_so_and_waits(url, leases, caplog):
+    """Ending another role's superuser sessions is refused: the standby logs it once,
+    takes nothing while the row stays locked, and takes over once it is free."""
+    import psycopg
+
+    role = f"r{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"GRANT SELECT, INSERT, UPDATE ON actorq_leader TO {role}")
+    a = leases("a")
+    assert a.try_take()
+    stuck = psycopg.connect(url, application_name=session_name("a"))  # a superuser's
+    stuck.execute(RENEW, (LEASE_S, 1))
+    b = Lease(url.replace("postgresql://postgres@", f"postgresql://{role}@"), "b", LEASE_S,
+              "db")
+    try:
+        time.sleep(LEASE_S + 0.1)
+        with caplog.at_level("WARNING", logger="actorq.storage.leadership"):
+            assert not b.try_take()
+            assert not b.try_take()
+        said = [r for r in caplog.records if "cannot end the sessions of a" in r.getMessage()]
+        assert len(said) == 1, caplog.text
+        assert stuck.execute("SELECT 1").fetchone() == (1,)  # still there
+        stuck.rollback()
+        assert b.try_take() and b.epoch == 2
+    finally:
+        stuck.close()
+        b.close()
