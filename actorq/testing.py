@@ -35,6 +35,18 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: fl
         time.sleep(interval_s)
 
 
+def http_get(url: str, timeout_s: float = 10.0) -> tuple[int, str]:
+    """GET a node's HTTP endpoint: (status, body), an error status included."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on now (for configs that need a fixed one)."""
     import socket

@@ -16,7 +16,6 @@ import queue
 import threading
 
 from actorq.storage.journal import Batch
-from actorq.storage.leadership import Deposed
 from actorq.storage.sqlite import DiskFull, Store, StorageError
 
 
@@ -65,7 +64,7 @@ class Committer:
             if isinstance(error, DiskFull):
                 self.stalled = self._last
                 raise error
-            if isinstance(error, Deposed):
+            if isinstance(error, StorageError):  # it names the store (Deposed among them)
                 raise error
             raise StorageError(f"{self.store.path}: commit failed: {error}") from error
         self._last = None

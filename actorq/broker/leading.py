@@ -29,8 +29,7 @@ def lead(store: PostgresStore, lease_s: float, signals: actor.Signals) -> Lease 
     """Take the shared store's leadership, waiting as a standby while another broker
     holds it; None if told to stop first. Nothing binds before this returns: a
     standby is invisible to clients and workers, which find the leader by its answer."""
-    name = store.holder
-    lease = Lease(store.url, name, lease_s, store.path)
+    lease = Lease(store.url, store.holder, lease_s, store.path)
     if not lease.try_take():
         actor.report_ready({"standby": True}, final=False)
         if not lease.wait(lambda: signals.stop):
@@ -38,7 +37,7 @@ def lead(store: PostgresStore, lease_s: float, signals: actor.Signals) -> Lease 
             return None
     lease.keep()
     store.fence = lease
-    log.info("broker %s leads %s (epoch %d)", name, store.path, lease.epoch)
+    log.info("broker %s leads %s (epoch %d)", lease.name, store.path, lease.epoch)
     return lease
 
 

@@ -9,23 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 from actorq import SubmitRejected, TaskFailed
+from actorq.testing import http_get
 from tests.conftest import ROOT, session_pids, wait_until
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
@@ -111,7 +102,7 @@ def test_health_and_metrics(node, client):
     # over another connection: wait for the acknowledgement, or the scrape can overtake it
     c.flush(timeout=10)
     # When /health and /metrics are fetched
-    status, body = _get(n.http + "/health")
+    status, body = http_get(n.http + "/health")
     assert status == 200, body
     health = json.loads(body)
     assert health["status"] == "ok"
@@ -119,7 +110,7 @@ def test_health_and_metrics(node, client):
     assert {k: pool[k] for k in ("workers_alive", "workers_expected", "supervisor")} == {
         "workers_alive": 2, "workers_expected": 2, "supervisor": "up"}
     assert health["unserved_queues"] == ["nobody-serves-this"]
-    status, text = _get(n.http + "/metrics")
+    status, text = http_get(n.http + "/metrics")
     assert status == 200
     # Then the required families are there with the right values
     for line in [
@@ -157,14 +148,14 @@ def test_health_is_503_while_a_pool_is_short_of_workers_and_recovers(node, clien
 
     # Given a healthy node with fast heartbeats
     n = node(heartbeat=0.2)
-    assert _get(n.http + "/health")[0] == 200
+    assert http_get(n.http + "/health")[0] == 200
     # When one worker hangs (stops heartbeating)
     hung = n.worker_pids()[0]
     os.kill(hung, signal.SIGSTOP)
     try:
         # Then /health says the pool is degraded
         def degraded():
-            status, body = _get(n.http + "/health")
+            status, body = http_get(n.http + "/health")
             return status == 503 and json.loads(body)
 
         health = wait_until(lambda: (h := degraded()) and
@@ -174,7 +165,7 @@ def test_health_is_503_while_a_pool_is_short_of_workers_and_recovers(node, clien
     finally:
         os.kill(hung, signal.SIGCONT)
     # and once the worker is back, healthy again
-    wait_until(lambda: _get(n.http + "/health")[0] == 200, 10)
+    wait_until(lambda: http_get(n.http + "/health")[0] == 200, 10)
 
 
 def test_pool_past_its_restart_intensity_fails_loudly_then_tries_again(node, client,
@@ -245,7 +236,7 @@ worker_bind = "tcp://127.0.0.1:*"
     # Then it exits non-zero naming the endpoint, and the first node is unaffected
     assert proc.returncode == 1
     assert "cannot bind" in proc.stderr and main.broker in proc.stderr
-    assert _get(main.http + "/health")[0] == 200
+    assert http_get(main.http + "/health")[0] == 200
 
 
 def test_a_users_own_task_module_from_the_working_directory(node, client, tmp_path):
@@ -323,21 +314,21 @@ def test_health_says_unavailable_while_the_broker_does_not_answer(node):
 
     # Given a healthy node
     n = node()
-    assert _get(n.http + "/health")[0] == 200
+    assert http_get(n.http + "/health")[0] == 200
     broker = n.actor_pid("broker")
     # When its broker stops answering (hung, not dead: the node does not restart it)
     os.kill(broker, signal.SIGSTOP)
     try:
         # Then /health answers 503 "unavailable" (after its 2 s stats timeout), not hangs
-        status, body = _get(n.http + "/health")
+        status, body = http_get(n.http + "/health")
         assert status == 503
         assert json.loads(body)["status"] == "unavailable"
-        status, text = _get(n.http + "/metrics")
+        status, text = http_get(n.http + "/metrics")
         assert status == 200 and "actorq_broker_up 0.0" in text.splitlines()
     finally:
         os.kill(broker, signal.SIGCONT)
     # and once it answers again, healthy
-    wait_until(lambda: _get(n.http + "/health")[0] == 200, 10)
+    wait_until(lambda: http_get(n.http + "/health")[0] == 200, 10)
 
 
 def test_check_imports_each_task_module_and_names_the_one_that_fails(tmp_path):

@@ -8,14 +8,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.request
 import uuid
 
 import pytest
 
 from actorq import Client
 from actorq.storage.leadership import session_name
-from actorq.testing import ROOT, NodeProcess, free_port, kill_session, wait_until
+from actorq.testing import (
+    ROOT,
+    NodeProcess,
+    free_port,
+    http_get,
+    kill_session,
+    wait_until,
+)
 
 NODE = """
 [node]
@@ -53,20 +59,12 @@ def shared(pg, tmp_path):
     assert not any(leaks.values()), leaks
 
 
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def test_standby_waits_then_takes_over_from_a_leader_stopping_in_order(shared):
     a = shared("a")
     b = shared("b")
     assert not a.standby and b.standby
     assert "the broker is a standby" in b.log()
-    status, body = get(f"{a.http}/health")
+    status, body = http_get(f"{a.http}/health")
     assert status == 200 and json.loads(body)["epoch"] == 1
     with Client([a.address, b.address]) as c:
         assert c.submit("tests.apps.lifecycle:double", (2,)).result(timeout=30) == 4
@@ -80,9 +78,9 @@ def test_standby_waits_then_takes_over_from_a_leader_stopping_in_order(shared):
                          timeout=60, cwd=ROOT)
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["epoch"] == 2
-    health = json.loads(get(f"{b.http}/health")[1])
+    health = json.loads(http_get(f"{b.http}/health")[1])
     assert health["epoch"] == 2 and health["leader"]
-    metrics = get(f"{b.http}/metrics")[1]
+    metrics = http_get(f"{b.http}/metrics")[1]
     assert "actorq_broker_epoch 2.0" in metrics
     assert "actorq_broker_leading{" in metrics
 

@@ -11,6 +11,7 @@ import pytest
 from actorq.storage.journal import Batch
 from actorq.storage.leadership import RENEW, Deposed, Lease, session_name
 from actorq.storage.postgres import PostgresStore
+from actorq.testing import wait_until
 
 LEASE_S = 0.4
 
@@ -36,6 +37,11 @@ def leases(url):
         lease.close()
 
 
+def lapse(lease: Lease) -> None:
+    """Wait until the database has the lease expired (nobody renews it)."""
+    wait_until(lambda: lease.holder()[2] < 0, 10 * LEASE_S, message="the lease lapsed")
+
+
 def one_row(tid: str) -> Batch:
     return Batch(rows=[tid, "queued", b"x"], deleted=[], crons=None)
 
@@ -45,7 +51,7 @@ def test_one_broker_leads_and_a_standby_takes_over_only_after_the_lease_lapses(l
     assert a.try_take() and a.epoch == 1
     assert not b.try_take()
     assert b.holder()[:2] == (1, "a")
-    time.sleep(LEASE_S + 0.1)  # a never renewed
+    lapse(b)  # a never renewed
     assert b.try_take() and b.epoch == 2
     assert not a.try_take()
 
@@ -67,7 +73,7 @@ def test_a_deposed_leader_can_neither_commit_nor_keep_serving(url, leases):
     assert old.try_take()
     old_store.fence = old
     old_store.write(one_row("t1"))  # committed while it leads
-    time.sleep(LEASE_S + 0.1)  # paused past its lease
+    lapse(old)  # paused past its lease
     new = leases("new")
     assert new.try_take() and new.epoch == 2
     with pytest.raises(Deposed, match="epoch 1"):
@@ -129,7 +135,7 @@ def test_a_standby_ends_the_sessions_of_a_leader_gone_in_the_middle_of_a_commit(
     assert not b.try_take()
     assert time.monotonic() - started < LEASE_S  # it did not wait for the lock
     assert not stuck.closed and stuck.execute("SELECT 1").fetchone() == (1,)  # a still leads
-    time.sleep(LEASE_S + 0.1)  # a's lease lapses
+    lapse(a)
     deadline = time.monotonic() + 10 * LEASE_S
     assert b.wait(lambda: time.monotonic() > deadline)
     assert b.epoch == 2 and b.valid(time.monotonic())
@@ -145,7 +151,7 @@ def test_a_lock_held_by_a_session_not_of_the_holder_is_waited_out_not_ended(url,
     assert a.try_take()
     other = psycopg.connect(url, application_name="someone else")
     other.execute("SELECT 1 FROM actorq_leader WHERE id = 1 FOR UPDATE")
-    time.sleep(LEASE_S + 0.1)  # a's lease lapses, the row still locked by another
+    lapse(a)  # the row still locked by another
     assert not b.try_take()
     assert other.execute("SELECT 1").fetchone() == (1,)  # not ended
     other.rollback()
@@ -169,7 +175,7 @@ def test_a_standby_whose_role_may_not_end_the_sessions_says_so_and_waits(url, le
     b = Lease(url.replace("postgresql://postgres@", f"postgresql://{role}@"), "b", LEASE_S,
               "db")
     try:
-        time.sleep(LEASE_S + 0.1)
+        lapse(a)
         with caplog.at_level("WARNING", logger="actorq.storage.leadership"):
             assert not b.try_take()
             assert not b.try_take()
